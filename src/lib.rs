@@ -4,3 +4,8 @@
 //! [`graphloop_core`] for the workflow model.
 
 pub use graphloop_core::*;
+
+/// The README's examples, compiled and run as doc-tests so the README stays true.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

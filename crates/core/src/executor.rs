@@ -118,6 +118,7 @@ impl<S: State> Executor<S> {
                 Ok(results) => results,
                 Err(error) => return Err(self.fail(step, tracker.percent(), error)),
             };
+            checkpoint.percent = tracker.percent();
             state = match self.graph.apply(&mut checkpoint, results) {
                 Ok(state) => state,
                 Err(error) => return Err(self.fail(step, tracker.percent(), error)),
@@ -207,8 +208,8 @@ struct TrackerState {
 
 impl Tracker {
     fn new<S: State>(executor: &Executor<S>, checkpoint: &Checkpoint) -> Self {
-        let from = executor.graph.percent(checkpoint, 0.0).max(checkpoint.percent);
-        let to = executor.graph.percent(checkpoint, 1.0).max(from);
+        let from = executor.graph.percent(checkpoint, 0.0);
+        let to = executor.graph.percent(checkpoint, 1.0);
         let fractions = checkpoint.next.iter().map(|t| (key(t), 0.0)).collect();
         Self {
             sink: Arc::clone(&executor.sink),
@@ -257,3 +258,7 @@ impl Observer for Tracker {
         self.sink.emit(RunEvent { step: self.step, percent: self.percent(), kind });
     }
 }
+
+#[cfg(test)]
+#[path = "executor_tests.rs"]
+mod tests;

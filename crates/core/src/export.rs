@@ -60,9 +60,9 @@ impl<S> Graph<S> {
     /// Safe identifiers for every node (names may hold any character): START, the
     /// nodes in order, END.
     fn ids(&self) -> Vec<(String, String)> {
-        let mut ids = vec![(START.to_owned(), "start".to_owned())];
+        let mut ids = vec![(START.to_owned(), "START".to_owned())];
         ids.extend(self.inner.nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), format!("n{i}"))));
-        ids.push((END.to_owned(), "end".to_owned()));
+        ids.push((END.to_owned(), "END".to_owned())); // `end` is a Mermaid keyword
         ids
     }
 }

@@ -683,8 +683,10 @@ impl<S: State> Graph<S> {
         checkpoint.state = merged;
         checkpoint.next = next;
         checkpoint.joins = joins;
-        let percent = self.percent(checkpoint, 0.0);
-        checkpoint.percent = checkpoint.percent.max(percent);
+        if !checkpoint.is_complete() {
+            // 100 is for the completion event alone.
+            checkpoint.percent = self.percent(checkpoint, 0.0);
+        }
         Ok(typed)
     }
 
@@ -764,9 +766,14 @@ impl<S: State> Graph<S> {
     }
 
     /// Graph-aware progress of a checkpoint, in percent, with `in_step` (0..=1) of the
-    /// next step done: steps completed against steps completed plus the shortest
-    /// remaining path to END. 100 only once complete; callers keep it monotone with
-    /// [`Checkpoint::percent`].
+    /// next step done.
+    ///
+    /// Between steps it is `done / (done + remaining)`: steps completed against steps
+    /// completed plus the shortest remaining path to END. Within a step it moves towards
+    /// `(done + 1) / (done + 1 + remaining)`, which assumes the step brings END no nearer,
+    /// so a loop that goes round once more does not have to take progress back. It never
+    /// falls below [`Checkpoint::percent`], stays below 100 until the run is complete, and
+    /// is 100 once it is.
     pub fn percent(&self, checkpoint: &Checkpoint, in_step: f64) -> f64 {
         if checkpoint.is_complete() {
             return 100.0;
@@ -775,13 +782,13 @@ impl<S: State> Graph<S> {
             .next
             .iter()
             .filter_map(|t| self.inner.index.get(&t.node))
-            .map(|&i| self.inner.nodes[i].distance)
-            .max()
-            .unwrap_or(1)
-            .max(1);
-        let done = checkpoint.step as f64 + in_step.clamp(0.0, 1.0);
-        let percent = 100.0 * done / (checkpoint.step as f64 + f64::from(remaining));
-        percent.min(99.0)
+            .map(|&i| f64::from(self.inner.nodes[i].distance))
+            .fold(1.0, f64::max);
+        let done = checkpoint.step as f64;
+        let from = 100.0 * done / (done + remaining);
+        let to = 100.0 * (done + 1.0) / (done + 1.0 + remaining);
+        let percent = from + (to - from) * in_step.clamp(0.0, 1.0);
+        percent.min(99.0).max(checkpoint.percent)
     }
 
     /// Runs one task under its node's policies: each attempt lazily built and guarded
@@ -908,3 +915,7 @@ impl<S> Graph<S> {
         views
     }
 }
+
+#[cfg(test)]
+#[path = "graph_tests.rs"]
+mod tests;
