@@ -35,17 +35,26 @@ pub enum GraphError {
         /// The unknown node.
         node: String,
     },
-    /// An edge leaves END or enters START.
-    #[error("edge `{edge}` is invalid: END has no way out and START no way in")]
+    /// An edge that cannot be: out of END, into START, a fan-out to END, a join from
+    /// START or into one of its own sources.
+    #[error("edge `{edge}` is invalid: {reason}")]
     InvalidEdge {
         /// The edge, written `from -> to`.
         edge: String,
+        /// Why it cannot be.
+        reason: String,
     },
-    /// A conditional or fan-out edge declares no targets.
+    /// A conditional edge declares no targets.
     #[error("conditional edge from `{from}` declares no targets")]
     NoTargets {
         /// The edge's source node.
         from: String,
+    },
+    /// A join has no source nodes to wait for.
+    #[error("join into `{target}` has no sources to wait for")]
+    EmptyJoin {
+        /// The join's target node.
+        target: String,
     },
     /// No edge leaves START.
     #[error("graph `{graph}` has no entry point: add an edge from START")]

@@ -280,24 +280,30 @@ impl<S: State> GraphBuilder<S> {
                 return Err(GraphError::DuplicateNode { node: name.clone() });
             }
         }
-        let resolve_source = |name: &str, place: &dyn Fn() -> String| -> Result<Source, GraphError> {
+        // Resolves one end of an edge of `kind` (`edge`, `conditional edge`...) written `edge`.
+        let resolve = |name: &str, kind: &str, edge: &str| -> Result<Option<usize>, GraphError> {
             match name {
-                START => Ok(Source::Start),
-                END => Err(GraphError::InvalidEdge { edge: place() }),
-                _ => index
-                    .get(name)
-                    .map(|&i| Source::Node(i))
-                    .ok_or_else(|| GraphError::UnknownNode { place: place(), node: name.to_owned() }),
+                START | END => Ok(None),
+                _ => index.get(name).map(|&i| Some(i)).ok_or_else(|| GraphError::UnknownNode {
+                    place: format!("{kind} `{edge}`"),
+                    node: name.to_owned(),
+                }),
             }
         };
-        let resolve_target = |name: &str, place: &dyn Fn() -> String| -> Result<Target, GraphError> {
-            match name {
-                END => Ok(Target::End),
-                START => Err(GraphError::InvalidEdge { edge: place() }),
-                _ => index
-                    .get(name)
-                    .map(|&i| Target::Node(i))
-                    .ok_or_else(|| GraphError::UnknownNode { place: place(), node: name.to_owned() }),
+        let invalid =
+            |edge: &str, reason: &str| GraphError::InvalidEdge { edge: edge.to_owned(), reason: reason.to_owned() };
+        let resolve_source = |name: &str, kind: &str, edge: &str| -> Result<Source, GraphError> {
+            match resolve(name, kind, edge)? {
+                Some(i) => Ok(Source::Node(i)),
+                None if name == START => Ok(Source::Start),
+                None => Err(invalid(edge, "END has no way out")),
+            }
+        };
+        let resolve_target = |name: &str, kind: &str, edge: &str| -> Result<Target, GraphError> {
+            match resolve(name, kind, edge)? {
+                Some(i) => Ok(Target::Node(i)),
+                None if name == END => Ok(Target::End),
+                None => Err(invalid(edge, "START has no way in")),
             }
         };
 
@@ -315,9 +321,9 @@ impl<S: State> GraphBuilder<S> {
         }
 
         for (from, to) in &self.edges {
-            let place = || format!("edge `{from} -> {to}`");
-            let source = resolve_source(from, &place)?;
-            let target = resolve_target(to, &place)?;
+            let edge = format!("{from} -> {to}");
+            let source = resolve_source(from, "edge", &edge)?;
+            let target = resolve_target(to, "edge", &edge)?;
             let out = out_of(&mut start, &mut outgoing, source);
             if !out.statics.contains(&target) {
                 out.statics.push(target);
@@ -329,22 +335,26 @@ impl<S: State> GraphBuilder<S> {
                     if targets.is_empty() {
                         return Err(GraphError::NoTargets { from });
                     }
-                    let source = resolve_source(&from, &|| format!("conditional edge from `{from}`"))?;
+                    let mut source = None;
                     let mut resolved = Vec::with_capacity(targets.len());
                     for to in &targets {
-                        resolved.push(resolve_target(to, &|| format!("conditional edge `{from} -> {to}`"))?);
+                        let edge = format!("{from} -> {to}");
+                        source = Some(resolve_source(&from, "conditional edge", &edge)?);
+                        resolved.push(resolve_target(to, "conditional edge", &edge)?);
                     }
-                    out_of(&mut start, &mut outgoing, source).routers.push(Router::Conditional {
-                        targets: resolved,
-                        names: targets,
-                        route,
-                    });
+                    if let Some(source) = source {
+                        out_of(&mut start, &mut outgoing, source).routers.push(Router::Conditional {
+                            targets: resolved,
+                            names: targets,
+                            route,
+                        });
+                    }
                 }
                 RouterDef::FanOut { target, route } => {
-                    let place = || format!("fan-out edge `{from} -> {target}`");
-                    let source = resolve_source(&from, &place)?;
-                    let Target::Node(target) = resolve_target(&target, &place)? else {
-                        return Err(GraphError::InvalidEdge { edge: place() });
+                    let edge = format!("{from} -> {target}");
+                    let source = resolve_source(&from, "fan-out edge", &edge)?;
+                    let Target::Node(target) = resolve_target(&target, "fan-out edge", &edge)? else {
+                        return Err(invalid(&edge, "a fan-out must target a node, not END"));
                     };
                     out_of(&mut start, &mut outgoing, source).routers.push(Router::FanOut { target, route });
                 }
@@ -353,18 +363,21 @@ impl<S: State> GraphBuilder<S> {
         let mut joins = Vec::with_capacity(self.joins.len());
         for (j, (sources, to)) in self.joins.iter().enumerate() {
             if sources.is_empty() {
-                return Err(GraphError::NoTargets { from: format!("join into `{to}`") });
+                return Err(GraphError::EmptyJoin { target: to.clone() });
             }
             let mut resolved = BTreeSet::new();
             for from in sources {
-                let place = || format!("join edge `{from} -> {to}`");
-                let Source::Node(i) = resolve_source(from, &place)? else {
-                    return Err(GraphError::InvalidEdge { edge: place() });
+                let edge = format!("{from} -> {to}");
+                let Source::Node(i) = resolve_source(from, "join edge", &edge)? else {
+                    return Err(invalid(&edge, "a join waits for nodes; START cannot be one"));
                 };
+                if from == to {
+                    return Err(invalid(&edge, "a join's target cannot be one of its sources: it would never run"));
+                }
                 resolved.insert(i);
                 outgoing[i].joins.push(j);
             }
-            let target = resolve_target(to, &|| format!("join edge `{} -> {to}`", sources.join(" & ")))?;
+            let target = resolve_target(to, "join edge", &format!("{} -> {to}", sources.join(" & ")))?;
             joins.push(Join { sources: resolved, target });
         }
 
