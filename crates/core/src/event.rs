@@ -88,6 +88,33 @@ impl EventKind {
         matches!(self, Self::RunCompleted | Self::RunFailed { .. } | Self::RunCancelled)
     }
 
+    /// The event's name, as stored (`run_started`, `node_completed`...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::RunStarted => "run_started",
+            Self::StepStarted { .. } => "step_started",
+            Self::NodeProgress { .. } => "node_progress",
+            Self::NodeRetrying { .. } => "node_retrying",
+            Self::NodeCompleted { .. } => "node_completed",
+            Self::NodeFailed { .. } => "node_failed",
+            Self::StepCompleted { .. } => "step_completed",
+            Self::RunCompleted => "run_completed",
+            Self::RunFailed { .. } => "run_failed",
+            Self::RunCancelled => "run_cancelled",
+        }
+    }
+
+    /// The task the event is about, if it is about one.
+    pub fn task(&self) -> Option<&str> {
+        match self {
+            Self::NodeProgress { task, .. }
+            | Self::NodeRetrying { task, .. }
+            | Self::NodeCompleted { task, .. }
+            | Self::NodeFailed { task, .. } => Some(task),
+            _ => None,
+        }
+    }
+
     /// Whether this is a fine-grained in-node progress tick, which may be coalesced
     /// (latest wins); every other event must be kept.
     pub fn is_progress_tick(&self) -> bool {

@@ -5,8 +5,7 @@
 //! deterministic merge order, retries and timeouts per node, the step limit, fail-fast
 //! on the first task that fails for good, and monotone graph-aware progress.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::stream::{FuturesUnordered, StreamExt};
@@ -16,6 +15,7 @@ use crate::error::{NodeError, RunError};
 use crate::event::{EventKind, EventSink, RunEvent};
 use crate::graph::{Checkpoint, Graph};
 use crate::node::{CancelToken, NodeContext, Observer, Task, UserContext};
+use crate::progress::StepProgress;
 use crate::state::{State, Update};
 
 /// Runs a graph in the current task. Needs a tokio runtime with timers (for retries and
@@ -191,71 +191,37 @@ fn labels(tasks: &[Task]) -> Vec<String> {
     tasks.iter().map(Task::label).collect()
 }
 
-/// Follows one step's progress: each task's reported fraction, and the percent derived
-/// from them, kept monotone.
+/// The executor's observer: one step's progress, and where its events go.
 struct Tracker {
     sink: Arc<dyn EventSink>,
-    step: u64,
-    from: f64,
-    to: f64,
-    inner: Mutex<TrackerState>,
-}
-
-struct TrackerState {
-    fractions: HashMap<(String, u32, bool), f64>,
-    percent: f64,
+    progress: StepProgress,
 }
 
 impl Tracker {
     fn new<S: State>(executor: &Executor<S>, checkpoint: &Checkpoint) -> Self {
-        let from = executor.graph.percent(checkpoint, 0.0);
-        let to = executor.graph.percent(checkpoint, 1.0);
-        let fractions = checkpoint.next.iter().map(|t| (key(t), 0.0)).collect();
-        Self {
-            sink: Arc::clone(&executor.sink),
-            step: checkpoint.step + 1,
-            from,
-            to,
-            inner: Mutex::new(TrackerState { fractions, percent: from }),
-        }
+        Self { sink: Arc::clone(&executor.sink), progress: StepProgress::new(&executor.graph, checkpoint) }
     }
 
     fn percent(&self) -> f64 {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).percent
-    }
-
-    /// Records `fraction` for `task` and returns the step's percent, never lower than before.
-    fn update(&self, task: &Task, fraction: f64) -> f64 {
-        let mut inner = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        if let Some(slot) = inner.fractions.get_mut(&key(task)) {
-            *slot = slot.max(fraction);
-        }
-        let n = inner.fractions.len().max(1) as f64;
-        let average = inner.fractions.values().sum::<f64>() / n;
-        inner.percent = inner.percent.max(self.from + (self.to - self.from) * average);
-        inner.percent
+        self.progress.percent()
     }
 
     fn complete(&self, task: &Task) -> f64 {
-        self.update(task, 1.0)
+        self.progress.complete(task)
     }
-}
-
-fn key(task: &Task) -> (String, u32, bool) {
-    (task.node.clone(), task.invocation, task.input.is_some())
 }
 
 impl Observer for Tracker {
     fn node_progress(&self, task: &Task, fraction: f64, message: &str) {
-        let percent = self.update(task, fraction);
+        let percent = self.progress.update(task, fraction);
         let kind = EventKind::NodeProgress { task: task.label(), fraction, message: message.to_owned() };
-        self.sink.emit(RunEvent { step: self.step, percent, kind });
+        self.sink.emit(RunEvent { step: self.progress.step(), percent, kind });
     }
 
     fn node_retrying(&self, task: &Task, attempt: u32, error: &NodeError, delay: Duration) {
         let delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
         let kind = EventKind::NodeRetrying { task: task.label(), attempt, error: error.clone(), delay_ms };
-        self.sink.emit(RunEvent { step: self.step, percent: self.percent(), kind });
+        self.sink.emit(RunEvent { step: self.progress.step(), percent: self.percent(), kind });
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use tracing::Instrument;
 
 use crate::error::{GraphError, NodeError, RunError};
 use crate::node::{FnNode, Node, NodeContext, NodeResult, Task};
@@ -821,8 +822,16 @@ impl<S: State> Graph<S> {
             let mut attempt = 1;
             loop {
                 let attempt_ctx = ctx.for_attempt(attempt);
-                let run =
-                    AssertUnwindSafe(async { entry.node.run(Arc::clone(&state), attempt_ctx).await }).catch_unwind();
+                let span = tracing::info_span!(
+                    "node",
+                    run_id = %ctx.run_id,
+                    user_id = %ctx.user.user_id,
+                    node = %ctx.task.label(),
+                    attempt,
+                );
+                let run = AssertUnwindSafe(async { entry.node.run(Arc::clone(&state), attempt_ctx).await })
+                    .catch_unwind()
+                    .instrument(span);
                 let outcome = match entry.policy.timeout {
                     Some(limit) => tokio::time::timeout(limit, run).await.unwrap_or(Ok(Err(NodeError::timeout(limit)))),
                     None => run.await,

@@ -50,6 +50,7 @@ mod export;
 mod graph;
 mod node;
 mod policy;
+mod progress;
 mod state;
 
 pub use error::{GraphError, NodeError, NodeErrorKind, RunError};
@@ -58,6 +59,7 @@ pub use executor::Executor;
 pub use graph::{panic_message, Checkpoint, Graph, GraphBuilder, Invocation, Next, DEFAULT_STEP_LIMIT, END, START};
 pub use node::{CancelToken, Node, NodeContext, NodeFuture, NodeResult, NoopObserver, Observer, Task, UserContext};
 pub use policy::{NodePolicy, RetryPolicy};
+pub use progress::StepProgress;
 pub use state::{Reducer, State, Update};
 
 /// What an application needs to define and run a graph.

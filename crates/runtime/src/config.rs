@@ -1,0 +1,202 @@
+//! Engine configuration, with defaults derived from the machine.
+
+use std::time::Duration;
+
+use crate::memory::MemoryStoreFactory;
+use crate::store::StoreFactory;
+
+/// How the engine runs. Start from [`EngineConfig::new`] (in-memory store, defaults
+/// below) and change what you need.
+pub struct EngineConfig {
+    pub(crate) store: Box<dyn StoreFactory>,
+    pub(crate) admission: AdmissionConfig,
+    pub(crate) persister: PersisterConfig,
+    pub(crate) shutdown_timeout: Duration,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for EngineConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EngineConfig")
+            .field("store", &self.store.describe())
+            .field("admission", &self.admission)
+            .field("persister", &self.persister)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
+}
+
+impl EngineConfig {
+    /// The embedded in-memory store and the default limits.
+    pub fn new() -> Self {
+        Self {
+            store: Box::new(MemoryStoreFactory),
+            admission: AdmissionConfig::default(),
+            persister: PersisterConfig::default(),
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// Where runs, events and checkpoints are stored (e.g. `graphloop_postgres::PgStoreConfig`).
+    #[must_use]
+    pub fn store(mut self, factory: impl StoreFactory) -> Self {
+        self.store = Box::new(factory);
+        self
+    }
+
+    /// How many runs may run at once (each on its own arbiter: a thread and about four
+    /// file descriptors). Defaults to [`AdmissionConfig::machine_default`].
+    #[must_use]
+    pub fn max_running(mut self, runs: usize) -> Self {
+        self.admission.max_running = runs.max(1);
+        self
+    }
+
+    /// How many runs one user may run at once (no limit by default).
+    #[must_use]
+    pub fn max_running_per_user(mut self, runs: Option<usize>) -> Self {
+        self.admission.max_running_per_user = runs.map(|r| r.max(1));
+        self
+    }
+
+    /// How many admitted runs may wait for a slot before `start_run` is rejected.
+    #[must_use]
+    pub fn queue_capacity(mut self, runs: usize) -> Self {
+        self.admission.queue_capacity = runs;
+        self
+    }
+
+    /// The persister's batching and buffering.
+    #[must_use]
+    pub fn persister(mut self, persister: PersisterConfig) -> Self {
+        self.persister = persister;
+        self
+    }
+
+    /// How long a graceful shutdown waits for runs to reach a step boundary before it
+    /// stops them where they are (they stay resumable from their last checkpoint).
+    #[must_use]
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+}
+
+/// Admission limits of the Supervisor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdmissionConfig {
+    /// Runs running at once.
+    pub max_running: usize,
+    /// Runs one user may run at once.
+    pub max_running_per_user: Option<usize>,
+    /// Runs waiting for a slot; beyond it `start_run` returns `Rejected`.
+    pub queue_capacity: usize,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        Self { max_running: Self::machine_default(), max_running_per_user: None, queue_capacity: 10_000 }
+    }
+}
+
+impl AdmissionConfig {
+    /// The default concurrency limit, derived from the process's open-file limit: every
+    /// running run holds an arbiter (a thread and about 4 file descriptors); budgeting 8
+    /// descriptors per run and keeping 256 for the rest of the process (database
+    /// connections, sockets, files) gives `(nofile - 256) / 8`, clamped to 4..=1024. With
+    /// the common soft limit of 1,024 that is 96; with 65,536 it is 1,024.
+    pub fn machine_default() -> usize {
+        let nofile = open_file_limit().unwrap_or(1024);
+        (nofile.saturating_sub(256) / 8).clamp(4, 1024)
+    }
+}
+
+/// The soft limit on open files of this process (Linux: `/proc/self/limits`).
+fn open_file_limit() -> Option<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits").ok()?;
+    let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
+    let soft = line.trim_start_matches("Max open files").split_whitespace().next()?;
+    match soft {
+        "unlimited" => Some(usize::MAX / 2),
+        n => n.parse().ok(),
+    }
+}
+
+/// How the ProgressPersister batches writes (group commit) and bounds its buffer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PersisterConfig {
+    /// Flush when this many rows are waiting.
+    pub batch_size: usize,
+    /// Flush rows nobody waits for at least this often.
+    pub flush_interval: Duration,
+    /// Rows the buffer may hold (accepted but not yet written). Beyond it, runs wait at
+    /// their next commit point until a flush makes room: backpressure, never loss.
+    pub buffer_capacity: usize,
+    /// The first wait before retrying a failed write.
+    pub retry_initial: Duration,
+    /// The longest wait between retries of a failed write.
+    pub retry_max: Duration,
+    /// Events a live subscriber may fall behind before it is dropped (it can resume
+    /// from its last seq).
+    pub subscriber_capacity: usize,
+}
+
+impl Default for PersisterConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 2_000,
+            flush_interval: Duration::from_millis(20),
+            buffer_capacity: 100_000,
+            retry_initial: Duration::from_millis(50),
+            retry_max: Duration::from_secs(5),
+            subscriber_capacity: 4_096,
+        }
+    }
+}
+
+impl PersisterConfig {
+    /// Flush when `rows` are waiting.
+    #[must_use]
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.batch_size = rows.max(1);
+        self
+    }
+
+    /// Flush at least this often.
+    #[must_use]
+    pub fn flush_interval(mut self, interval: Duration) -> Self {
+        self.flush_interval = interval;
+        self
+    }
+
+    /// Bound the buffer to `rows`.
+    #[must_use]
+    pub fn buffer_capacity(mut self, rows: usize) -> Self {
+        self.buffer_capacity = rows.max(1);
+        self
+    }
+
+    /// Retry failed writes after `initial`, doubling up to `max`.
+    #[must_use]
+    pub fn retry(mut self, initial: Duration, max: Duration) -> Self {
+        self.retry_initial = initial;
+        self.retry_max = max.max(initial);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_machine_default_follows_the_open_file_limit() {
+        let nofile = open_file_limit().expect("linux has /proc/self/limits");
+        assert_eq!(AdmissionConfig::machine_default(), (nofile.saturating_sub(256) / 8).clamp(4, 1024));
+    }
+}

@@ -1,0 +1,381 @@
+//! The Engine: the handle an application holds.
+
+use std::collections::{BTreeMap, HashMap};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::task::{Context as TaskContext, Poll};
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use graphloop_core::{Graph, State, UserContext};
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot, watch};
+use uuid::Uuid;
+
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::persister::{
+    Flush, GetStats, ListRuns, PersisterStats, ProgressPersister, ReadEvents, ReadRun, Streamed, Subscribe,
+};
+use crate::run::{ErasedGraph, RunSnapshot};
+use crate::store::{EventRecord, RunQuery, RunRecord, RunStatus};
+use crate::supervisor::{
+    Cancel, GetSupervisorStats, PanicRun, Reaper, Shutdown, Snapshot, StartRun, Supervisor, SupervisorStats,
+};
+
+/// The handle to a running engine: cheap to clone, usable from any thread and any
+/// async runtime (actix-web handlers included).
+///
+/// The engine runs on threads of its own: an actix `System` thread hosting the
+/// Supervisor, a long-lived arbiter for the ProgressPersister (the only owner of the
+/// store), and one arbiter per running run. Every method talks to them by message; none
+/// of the engine's futures, pools or connections ever runs on the caller's loop.
+///
+/// ```
+/// # use graphloop_core::{GraphBuilder, Update, UserContext, START, END};
+/// # use graphloop_runtime::{Engine, EngineConfig, RunStatus};
+/// # #[derive(Clone, serde::Serialize, serde::Deserialize)] struct S { n: u32 }
+/// # let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+/// # rt.block_on(async {
+/// let engine = Engine::start(EngineConfig::new()).await?;
+/// let graph = GraphBuilder::<S>::new("double")
+///     .node("double", |s, _ctx| async move { Ok(Update::new().set("n", s.n * 2)) })
+///     .edge(START, "double")
+///     .edge("double", END)
+///     .compile()?;
+/// engine.register(graph)?;
+/// let run = engine.start_run("double", &S { n: 21 }, UserContext::new("alice")).await?;
+/// let done = engine.wait(run).await?;
+/// assert_eq!((done.status, done.output.unwrap()["n"].as_u64()), (RunStatus::Completed, Some(42)));
+/// engine.shutdown().await?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+type Registry = HashMap<String, BTreeMap<u32, Arc<dyn ErasedGraph>>>;
+
+struct Inner {
+    supervisor: Addr<Supervisor>,
+    persister: Addr<ProgressPersister>,
+    graphs: RwLock<Registry>,
+    system: System,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    arbiters: watch::Receiver<usize>,
+    shutdown_timeout: Duration,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Dropped without `shutdown()`: stop the engine's threads (not gracefully).
+        self.system.stop();
+    }
+}
+
+/// Counters of the whole engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EngineStats {
+    /// The supervisor's counters.
+    pub supervisor: SupervisorStats,
+    /// The persister's counters.
+    pub persister: PersisterStats,
+    /// Run arbiters whose threads are still alive (stopped ones are joined promptly).
+    pub arbiters: usize,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Starts the engine's threads and actors and opens the store (on the persister's
+    /// arbiter). Fails if the store cannot be opened (database unreachable, migration
+    /// failed).
+    pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
+        let EngineConfig { store, admission, persister, shutdown_timeout } = config;
+        let (reaper, arbiters, reaper_thread) =
+            Reaper::start().map_err(|e| EngineError::Unavailable(format!("cannot start the reaper thread: {e}")))?;
+        let (started_tx, started_rx) = oneshot::channel();
+        let (ready_tx, ready_rx) = oneshot::channel();
+        let engine_thread = std::thread::Builder::new()
+            .name("graphloop-engine".into())
+            .spawn(move || {
+                let system = System::new();
+                let persister_arbiter = system.block_on(async move {
+                    // The persister gets its own long-lived arbiter: its loop drives every
+                    // database connection, and nothing else runs there.
+                    let persister_arbiter = Arbiter::new();
+                    let persister = ProgressPersister::start_in_arbiter(&persister_arbiter.handle(), move |_| {
+                        ProgressPersister::new(persister, store, ready_tx)
+                    });
+                    let supervisor = Supervisor::new(admission, persister.clone(), reaper).start();
+                    let _ = started_tx.send((System::current(), supervisor, persister));
+                    persister_arbiter
+                });
+                if let Err(error) = system.run() {
+                    tracing::error!(%error, "the engine's system stopped with an error");
+                }
+                persister_arbiter.stop();
+                let _ = persister_arbiter.join();
+            })
+            .map_err(|e| EngineError::Unavailable(format!("cannot start the engine thread: {e}")))?;
+        let (system, supervisor, persister) =
+            started_rx.await.map_err(|_| EngineError::Unavailable("the engine thread exited while starting".into()))?;
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                supervisor,
+                persister,
+                graphs: RwLock::new(HashMap::new()),
+                system,
+                threads: Mutex::new(vec![engine_thread, reaper_thread]),
+                arbiters,
+                shutdown_timeout,
+            }),
+        };
+        match ready_rx.await {
+            Ok(Ok(())) => Ok(engine),
+            Ok(Err(error)) => {
+                engine.stop_threads().await;
+                Err(EngineError::Store(error))
+            }
+            Err(_) => {
+                engine.stop_threads().await;
+                Err(EngineError::Unavailable("the persister stopped while opening the store".into()))
+            }
+        }
+    }
+
+    /// Registers a compiled graph under its name and version. Runs start from the
+    /// highest version registered under a name.
+    pub fn register<S: State>(&self, graph: Graph<S>) -> Result<(), EngineError> {
+        let mut graphs = self.inner.graphs.write().unwrap_or_else(PoisonError::into_inner);
+        let versions = graphs.entry(graph.name().to_owned()).or_default();
+        if versions.contains_key(&graph.version()) {
+            return Err(EngineError::DuplicateGraph { name: graph.name().to_owned(), version: graph.version() });
+        }
+        versions.insert(graph.version(), Arc::new(graph));
+        Ok(())
+    }
+
+    /// The registered graphs: (name, versions).
+    pub fn graphs(&self) -> Vec<(String, Vec<u32>)> {
+        let graphs = self.inner.graphs.read().unwrap_or_else(PoisonError::into_inner);
+        let mut list: Vec<_> = graphs.iter().map(|(name, v)| (name.clone(), v.keys().copied().collect())).collect();
+        list.sort();
+        list
+    }
+
+    fn graph(&self, name: &str, version: Option<u32>) -> Result<Arc<dyn ErasedGraph>, EngineError> {
+        let graphs = self.inner.graphs.read().unwrap_or_else(PoisonError::into_inner);
+        let versions = graphs.get(name);
+        let graph = match version {
+            Some(v) => versions.and_then(|versions| versions.get(&v)),
+            None => versions.and_then(|versions| versions.values().next_back()),
+        };
+        graph.cloned().ok_or_else(|| EngineError::UnknownGraph { name: name.to_owned(), version })
+    }
+
+    /// Starts a run of the latest version of graph `graph` from `input` (any value that
+    /// serializes to the graph's state), for `user`. Returns the run's id (UUIDv7) once
+    /// it is admitted: running, or queued behind the concurrency limits.
+    pub async fn start_run(&self, graph: &str, input: &impl Serialize, user: UserContext) -> Result<Uuid, EngineError> {
+        self.start_run_version(graph, None, input, user).await
+    }
+
+    /// Like [`Engine::start_run`], for a given graph version (`None`: the latest).
+    pub async fn start_run_version(
+        &self,
+        graph: &str,
+        version: Option<u32>,
+        input: &impl Serialize,
+        user: UserContext,
+    ) -> Result<Uuid, EngineError> {
+        let graph = self.graph(graph, version)?;
+        let input = serde_json::to_value(input)
+            .map_err(|e| EngineError::InvalidInput { graph: graph.name().to_owned(), reason: e.to_string() })?;
+        graph
+            .check_input(&input)
+            .map_err(|reason| EngineError::InvalidInput { graph: graph.name().to_owned(), reason })?;
+        let now = SystemTime::now();
+        let record = RunRecord {
+            id: Uuid::now_v7(),
+            graph: graph.name().to_owned(),
+            graph_version: graph.version(),
+            user,
+            status: RunStatus::Queued,
+            input,
+            output: None,
+            error: None,
+            step: 0,
+            percent: 0.0,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+        };
+        let id = record.id;
+        self.inner.supervisor.send(StartRun { record, graph }).await??;
+        Ok(id)
+    }
+
+    /// A run's status: live from its actor while it runs (answered even while a node
+    /// is awaiting), from the store once it has ended.
+    pub async fn status(&self, run_id: Uuid) -> Result<RunSnapshot, EngineError> {
+        if let Some(snapshot) = self.inner.supervisor.send(Snapshot(run_id)).await?? {
+            return Ok(snapshot);
+        }
+        match self.inner.persister.send(ReadRun(run_id)).await?? {
+            Some(run) => Ok(RunSnapshot { run, tasks: Vec::new() }),
+            None => Err(EngineError::UnknownRun(run_id)),
+        }
+    }
+
+    /// Cancels a run: its running node futures are dropped at once, and it ends
+    /// `cancelled`. Cancelling an ended run is an error saying how it ended.
+    pub async fn cancel(&self, run_id: Uuid) -> Result<(), EngineError> {
+        if self.inner.supervisor.send(Cancel(run_id)).await? {
+            return Ok(());
+        }
+        match self.inner.persister.send(ReadRun(run_id)).await?? {
+            Some(run) if run.status.is_terminal() => Err(EngineError::RunFinished { run_id, status: run.status }),
+            // Between its actor's end and the supervisor's bookkeeping: nothing to cancel.
+            Some(run) => Err(EngineError::RunFinished { run_id, status: run.status }),
+            None => Err(EngineError::UnknownRun(run_id)),
+        }
+    }
+
+    /// A run's events with `seq >= from_seq`: stored ones first, then live ones as they
+    /// happen, each exactly once and in order; the stream ends after the run's final
+    /// event. Node progress ticks come in between, coalesced.
+    pub async fn subscribe(&self, run_id: Uuid, from_seq: u64) -> Result<EventStream, EngineError> {
+        // Unknown runs are an error, not an endless empty stream.
+        self.status(run_id).await?;
+        let receiver = self.inner.persister.send(Subscribe { run_id, from_seq }).await?;
+        Ok(EventStream { receiver })
+    }
+
+    /// Waits until the run has ended and returns its final row.
+    pub async fn wait(&self, run_id: Uuid) -> Result<RunRecord, EngineError> {
+        let mut events = self.subscribe(run_id, 1).await?;
+        while let Some(item) = events.next().await {
+            if let Streamed::Event(record) = item {
+                if record.event.kind.is_terminal() {
+                    break;
+                }
+            }
+        }
+        let mut run = self.status(run_id).await?.run;
+        // The final row is committed before the actor stops; the supervisor may lag by a
+        // message, so read the store until the run is terminal (or cannot get there).
+        while !run.status.is_terminal() {
+            match self.inner.persister.send(ReadRun(run_id)).await?? {
+                Some(stored) if stored.status.is_terminal() || stored.status == RunStatus::Interrupted => {
+                    run = stored;
+                    break;
+                }
+                Some(_) => tokio::task::yield_now().await,
+                None => return Err(EngineError::UnknownRun(run_id)),
+            }
+        }
+        Ok(run)
+    }
+
+    /// A run's stored events with `seq >= from_seq`, at most `limit`.
+    pub async fn events(&self, run_id: Uuid, from_seq: u64, limit: usize) -> Result<Vec<EventRecord>, EngineError> {
+        self.inner.persister.send(ReadEvents { run_id, from_seq, limit }).await?
+    }
+
+    /// One user's runs, newest first.
+    pub async fn list_runs(&self, query: RunQuery) -> Result<Vec<RunRecord>, EngineError> {
+        self.inner.persister.send(ListRuns(query)).await?
+    }
+
+    /// The engine's counters.
+    pub async fn stats(&self) -> Result<EngineStats, EngineError> {
+        let supervisor = self.inner.supervisor.send(GetSupervisorStats).await?;
+        let persister = self.inner.persister.send(GetStats).await?;
+        Ok(EngineStats { supervisor, persister, arbiters: *self.inner.arbiters.borrow() })
+    }
+
+    /// Waits until at most `count` run arbiters are alive (their threads joined).
+    pub async fn wait_for_arbiters(&self, count: usize) -> Result<(), EngineError> {
+        let mut arbiters = self.inner.arbiters.clone();
+        arbiters.wait_for(|&alive| alive <= count).await.map(drop).map_err(|_| EngineError::ShuttingDown)
+    }
+
+    /// Makes a running run's actor panic outside any node. For tests of supervision.
+    #[doc(hidden)]
+    pub async fn inject_actor_panic(&self, run_id: Uuid) -> Result<bool, EngineError> {
+        Ok(self.inner.supervisor.send(PanicRun(run_id)).await?)
+    }
+
+    /// Shuts down gracefully and loses nothing: stops admitting runs, lets every running
+    /// run finish its current step and commit it (they stay `interrupted`, resumable;
+    /// past the shutdown timeout they are stopped mid-step, at their last checkpoint),
+    /// waits until the persister has written everything it accepted, then stops the
+    /// engine's system and joins every thread it started.
+    pub async fn shutdown(&self) -> Result<(), EngineError> {
+        let timeout = self.inner.shutdown_timeout;
+        match self.inner.supervisor.send(Shutdown { timeout }).await {
+            Ok(()) | Err(MailboxError::Closed) => {}
+            Err(error) => return Err(error.into()),
+        }
+        // Runs stopped at the timeout report in from their actors' `Drop`; wait for
+        // their arbiters before the final flush, so their last rows are in it.
+        self.wait_for_arbiters(0).await?;
+        match self.inner.persister.send(Flush).await {
+            Ok(result) => result?,
+            Err(MailboxError::Closed) => {}
+            Err(error) => return Err(error.into()),
+        }
+        self.stop_threads().await;
+        Ok(())
+    }
+
+    async fn stop_threads(&self) {
+        self.inner.system.stop();
+        let threads: Vec<_> = self.inner.threads.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
+        if threads.is_empty() {
+            return;
+        }
+        // Joining blocks: do it on a thread of its own and await the outcome, so this
+        // works from any async runtime.
+        let (done_tx, done_rx) = oneshot::channel();
+        let joiner = std::thread::Builder::new().name("graphloop-join".into()).spawn(move || {
+            for thread in threads {
+                let _ = thread.join();
+            }
+            let _ = done_tx.send(());
+        });
+        if joiner.is_ok() {
+            let _ = done_rx.await;
+        }
+    }
+}
+
+/// A run's events: see [`Engine::subscribe`].
+#[derive(Debug)]
+pub struct EventStream {
+    receiver: mpsc::Receiver<Streamed>,
+}
+
+impl EventStream {
+    /// The next item, or `None` once the run has ended (or the subscriber fell too far
+    /// behind and was dropped: subscribe again from the last seq seen).
+    pub async fn next(&mut self) -> Option<Streamed> {
+        self.receiver.recv().await
+    }
+}
+
+impl futures_util::Stream for EventStream {
+    type Item = Streamed;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Streamed>> {
+        self.receiver.poll_recv(cx)
+    }
+}

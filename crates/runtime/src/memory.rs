@@ -1,0 +1,99 @@
+//! The embedded in-memory store: the default when no database is configured, and the
+//! store of fast actor tests. It keeps everything until the process ends.
+
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use futures_util::future::{self, LocalBoxFuture};
+use uuid::Uuid;
+
+use crate::store::{Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, Store, StoreError, StoreFactory};
+
+/// Opens a [`MemoryStore`].
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MemoryStoreFactory;
+
+impl StoreFactory for MemoryStoreFactory {
+    fn describe(&self) -> String {
+        "memory".to_owned()
+    }
+
+    fn open(self: Box<Self>) -> LocalBoxFuture<'static, Result<Rc<dyn Store>, StoreError>> {
+        Box::pin(future::ready(Ok(Rc::new(MemoryStore::default()) as Rc<dyn Store>)))
+    }
+}
+
+/// Runs, events and checkpoints in memory, with the same semantics as the PostgreSQL
+/// store: idempotent event and checkpoint inserts, run rows that never leave a terminal
+/// status.
+#[derive(Debug, Default)]
+pub struct MemoryStore {
+    data: RefCell<Data>,
+}
+
+#[derive(Debug, Default)]
+struct Data {
+    runs: HashMap<Uuid, RunRecord>,
+    events: BTreeMap<(Uuid, u64), EventRecord>,
+    checkpoints: BTreeMap<(Uuid, u64), CheckpointRecord>,
+}
+
+impl Store for MemoryStore {
+    fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<(), StoreError>> {
+        let mut data = self.data.borrow_mut();
+        for run in &batch.runs {
+            match data.runs.get(&run.id) {
+                Some(stored) if stored.status.is_terminal() => {}
+                _ => {
+                    data.runs.insert(run.id, run.clone());
+                }
+            }
+        }
+        for event in &batch.events {
+            data.events.entry((event.run_id, event.seq)).or_insert_with(|| event.clone());
+        }
+        for checkpoint in &batch.checkpoints {
+            data.checkpoints.insert((checkpoint.run_id, checkpoint.checkpoint.step), checkpoint.clone());
+        }
+        Box::pin(future::ready(Ok(())))
+    }
+
+    fn run(&self, id: Uuid) -> LocalBoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
+        Box::pin(future::ready(Ok(self.data.borrow().runs.get(&id).cloned())))
+    }
+
+    fn events(
+        &self,
+        run_id: Uuid,
+        from_seq: u64,
+        limit: usize,
+    ) -> LocalBoxFuture<'_, Result<Vec<EventRecord>, StoreError>> {
+        let data = self.data.borrow();
+        let events = data.events.range((run_id, from_seq)..=(run_id, u64::MAX)).take(limit).map(|(_, e)| e.clone());
+        Box::pin(future::ready(Ok(events.collect())))
+    }
+
+    fn runs<'a>(&'a self, query: &'a RunQuery) -> LocalBoxFuture<'a, Result<Vec<RunRecord>, StoreError>> {
+        let data = self.data.borrow();
+        let mut runs: Vec<RunRecord> = data
+            .runs
+            .values()
+            .filter(|r| r.user.user_id == query.user_id)
+            .filter(|r| query.status.is_none_or(|s| r.status == s))
+            .filter(|r| query.graph.as_ref().is_none_or(|g| &r.graph == g))
+            .filter(|r| query.before.is_none_or(|before| r.id < before))
+            .cloned()
+            .collect();
+        // UUIDv7 ids sort by creation time.
+        runs.sort_by_key(|r| std::cmp::Reverse(r.id));
+        runs.truncate(query.limit);
+        Box::pin(future::ready(Ok(runs)))
+    }
+
+    fn latest_checkpoint(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<Option<CheckpointRecord>, StoreError>> {
+        let data = self.data.borrow();
+        let latest = data.checkpoints.range((run_id, 0)..=(run_id, u64::MAX)).next_back().map(|(_, c)| c.clone());
+        Box::pin(future::ready(Ok(latest)))
+    }
+}

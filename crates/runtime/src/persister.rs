@@ -1,0 +1,625 @@
+//! The ProgressPersister: the only owner of the store (and so of the database pool).
+//!
+//! It lives on its own long-lived arbiter and opens the store there, in `started()`, so
+//! every connection is created and driven by that one loop. Runs send it their events,
+//! run rows and checkpoints as messages; it batches rows from all runs into one
+//! transaction (group commit: a batch is written as soon as someone waits for it or it is
+//! full, and the next batch gathers while one is being written), retries failed writes
+//! with backoff without losing or reordering anything, bounds its buffer with
+//! backpressure, and fans events out to live subscribers.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::rc::Rc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use actix::prelude::*;
+use graphloop_core::{EventKind, RunEvent};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use crate::config::PersisterConfig;
+use crate::error::EngineError;
+use crate::store::{Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, Store, StoreError, StoreFactory};
+
+/// What a live subscriber receives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Streamed {
+    /// A stored event, in `seq` order, each exactly once.
+    Event(EventRecord),
+    /// The latest fine-grained progress of a node: not stored, may be coalesced.
+    Progress {
+        /// The run.
+        run_id: Uuid,
+        /// The progress event (`EventKind::NodeProgress`).
+        event: RunEvent,
+    },
+}
+
+/// Counters of the persister's work, for health and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PersisterStats {
+    /// What the store is (`memory`, a database address).
+    pub store: String,
+    /// Events written.
+    pub events_written: u64,
+    /// Rows of any kind written.
+    pub rows_written: u64,
+    /// Transactions committed.
+    pub batches_written: u64,
+    /// Rows in the last batch.
+    pub last_batch_rows: usize,
+    /// How long the last commit took.
+    pub last_commit_latency: Duration,
+    /// Write attempts that failed (and were retried).
+    pub write_failures: u64,
+    /// Failures since the last successful write (0: healthy).
+    pub consecutive_failures: u32,
+    /// The last write error, if the last write failed.
+    pub last_error: Option<String>,
+    /// Rows accepted but not yet written.
+    pub buffered: usize,
+    /// Live subscribers.
+    pub subscribers: usize,
+}
+
+/// The latest progress tick of one run, coalesced: nodes overwrite it, the persister
+/// takes it. At most one `Tick` message per run is in the mailbox at a time.
+#[derive(Debug, Default)]
+pub(crate) struct TickSlot {
+    latest: Mutex<Option<RunEvent>>,
+}
+
+impl TickSlot {
+    /// Stores `event`; returns whether the persister must be told (the slot was empty).
+    pub(crate) fn put(&self, event: RunEvent) -> bool {
+        self.latest.lock().unwrap_or_else(PoisonError::into_inner).replace(event).is_none()
+    }
+
+    fn take(&self) -> Option<RunEvent> {
+        self.latest.lock().unwrap_or_else(PoisonError::into_inner).take()
+    }
+}
+
+/// A run's event, to store and fan out.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Append(pub(crate) EventRecord);
+
+/// A run's row, to insert or update.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct UpsertRun(pub(crate) RunRecord);
+
+/// A coalesced progress tick is waiting in the slot.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Tick {
+    pub(crate) run_id: Uuid,
+    pub(crate) slot: Arc<TickSlot>,
+}
+
+/// A commit point of a run: stores the checkpoint, and answers once everything accepted
+/// before it is durable (`durable: true`) or has room in the buffer (`durable: false`).
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub(crate) struct Commit {
+    pub(crate) checkpoint: Option<CheckpointRecord>,
+    pub(crate) durable: bool,
+}
+
+/// A run whose actor died: records a final `RunFailed` event after its last one.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct RecordDeath {
+    pub(crate) run: RunRecord,
+    pub(crate) cause: String,
+}
+
+/// Answers once everything accepted so far is durable.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub struct Flush;
+
+/// Subscribes to a run's events from `from_seq` (stored ones first, then live).
+#[derive(Message)]
+#[rtype(result = "mpsc::Receiver<Streamed>")]
+pub(crate) struct Subscribe {
+    pub(crate) run_id: Uuid,
+    pub(crate) from_seq: u64,
+}
+
+/// Reads one run (including changes not yet written).
+#[derive(Message)]
+#[rtype(result = "Result<Option<RunRecord>, EngineError>")]
+pub(crate) struct ReadRun(pub(crate) Uuid);
+
+/// Reads a run's stored events from `from_seq`.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<EventRecord>, EngineError>")]
+pub(crate) struct ReadEvents {
+    pub(crate) run_id: Uuid,
+    pub(crate) from_seq: u64,
+    pub(crate) limit: usize,
+}
+
+/// Lists runs.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<RunRecord>, EngineError>")]
+pub(crate) struct ListRuns(pub(crate) RunQuery);
+
+/// The persister's counters.
+#[derive(Message)]
+#[rtype(result = "PersisterStats")]
+pub(crate) struct GetStats;
+
+struct Subscriber {
+    tx: mpsc::Sender<Streamed>,
+    next_seq: u64,
+    /// Live events that arrived while stored ones were being read.
+    replay: Option<Vec<EventRecord>>,
+    id: u64,
+}
+
+/// The only owner of the store. See the module docs.
+pub struct ProgressPersister {
+    config: PersisterConfig,
+    factory: Option<Box<dyn StoreFactory>>,
+    ready: Option<oneshot::Sender<Result<(), StoreError>>>,
+    store: Option<Rc<dyn Store>>,
+    pending: Pending,
+    /// Rows in the batch being written (for the buffer bound).
+    in_flight: Option<usize>,
+    /// Every accepted row gets a ticket; `durable` is the highest written.
+    accepted: u64,
+    durable: u64,
+    durable_waiters: BTreeMap<u64, Vec<oneshot::Sender<()>>>,
+    room_waiters: VecDeque<oneshot::Sender<()>>,
+    /// Events not yet durable, per run, for subscribers who replay.
+    recent: HashMap<Uuid, BTreeMap<u64, EventRecord>>,
+    /// Run rows not yet durable, for reads.
+    unwritten_runs: HashMap<Uuid, RunRecord>,
+    last_seq: HashMap<Uuid, u64>,
+    subscribers: HashMap<Uuid, Vec<Subscriber>>,
+    next_subscriber: u64,
+    stats: PersisterStats,
+    retry_delay: Duration,
+}
+
+#[derive(Default)]
+struct Pending {
+    runs: HashMap<Uuid, RunRecord>,
+    events: Vec<EventRecord>,
+    checkpoints: Vec<CheckpointRecord>,
+}
+
+impl Pending {
+    fn len(&self) -> usize {
+        self.runs.len() + self.events.len() + self.checkpoints.len()
+    }
+
+    fn take(&mut self) -> Batch {
+        let taken = std::mem::take(self);
+        Batch { runs: taken.runs.into_values().collect(), events: taken.events, checkpoints: taken.checkpoints }
+    }
+}
+
+impl ProgressPersister {
+    /// A persister that will open `factory`'s store when it starts, and report the
+    /// outcome on `ready`.
+    pub(crate) fn new(
+        config: PersisterConfig,
+        factory: Box<dyn StoreFactory>,
+        ready: oneshot::Sender<Result<(), StoreError>>,
+    ) -> Self {
+        let stats = PersisterStats { store: factory.describe(), ..PersisterStats::default() };
+        let retry_delay = config.retry_initial;
+        Self {
+            config,
+            factory: Some(factory),
+            ready: Some(ready),
+            store: None,
+            pending: Pending::default(),
+            in_flight: None,
+            accepted: 0,
+            durable: 0,
+            durable_waiters: BTreeMap::new(),
+            room_waiters: VecDeque::new(),
+            recent: HashMap::new(),
+            unwritten_runs: HashMap::new(),
+            last_seq: HashMap::new(),
+            subscribers: HashMap::new(),
+            next_subscriber: 0,
+            stats,
+            retry_delay,
+        }
+    }
+
+    fn buffered(&self) -> usize {
+        self.pending.len() + self.in_flight.unwrap_or(0)
+    }
+
+    fn store(&self) -> Result<Rc<dyn Store>, EngineError> {
+        self.store.clone().ok_or_else(|| EngineError::Store(StoreError::Unavailable("store not open".into())))
+    }
+
+    /// Counts one accepted row and writes a batch if enough are waiting.
+    fn accepted_row(&mut self, ctx: &mut Context<Self>) {
+        self.accepted += 1;
+        if self.pending.len() >= self.config.batch_size {
+            self.flush(ctx);
+        }
+    }
+
+    /// Starts writing the pending rows, unless a write is in flight (then the rows
+    /// gather into the next batch, written when this one commits).
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.in_flight.is_some() || self.pending.len() == 0 {
+            return;
+        }
+        let batch = Rc::new(self.pending.take());
+        self.in_flight = Some(batch.len());
+        let upto = self.accepted;
+        self.write(batch, upto, ctx);
+    }
+
+    fn write(&mut self, batch: Rc<Batch>, upto: u64, ctx: &mut Context<Self>) {
+        let store = match self.store() {
+            Ok(store) => store,
+            Err(_) => return,
+        };
+        let started = Instant::now();
+        let attempt = {
+            let batch = Rc::clone(&batch);
+            async move { store.write(&batch).await }
+        };
+        ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(()) => act.written(&batch, upto, started.elapsed(), ctx),
+            Err(error) => {
+                act.stats.write_failures += 1;
+                act.stats.consecutive_failures += 1;
+                act.stats.last_error = Some(error.to_string());
+                let delay = act.retry_delay;
+                act.retry_delay = (act.retry_delay * 2).min(act.config.retry_max);
+                tracing::warn!(%error, rows = batch.len(), retry_in = ?delay, "persister write failed; retrying");
+                ctx.run_later(delay, move |act, ctx| act.write(batch, upto, ctx));
+            }
+        }));
+    }
+
+    fn written(&mut self, batch: &Batch, upto: u64, latency: Duration, ctx: &mut Context<Self>) {
+        self.in_flight = None;
+        self.durable = upto;
+        self.retry_delay = self.config.retry_initial;
+        self.stats.events_written += batch.events.len() as u64;
+        self.stats.rows_written += batch.len() as u64;
+        self.stats.batches_written += 1;
+        self.stats.last_batch_rows = batch.len();
+        self.stats.last_commit_latency = latency;
+        self.stats.consecutive_failures = 0;
+        self.stats.last_error = None;
+        for event in &batch.events {
+            if let Some(recent) = self.recent.get_mut(&event.run_id) {
+                recent.remove(&event.seq);
+                if recent.is_empty() {
+                    self.recent.remove(&event.run_id);
+                }
+            }
+            if event.event.kind.is_terminal() {
+                self.last_seq.remove(&event.run_id);
+            }
+        }
+        for run in &batch.runs {
+            if self.unwritten_runs.get(&run.id) == Some(run) {
+                self.unwritten_runs.remove(&run.id);
+            }
+        }
+        let still_waiting = self.durable_waiters.split_off(&(upto + 1));
+        for waiter in std::mem::replace(&mut self.durable_waiters, still_waiting).into_values().flatten() {
+            let _ = waiter.send(());
+        }
+        self.wake_room();
+        if !self.durable_waiters.is_empty() || self.pending.len() >= self.config.batch_size {
+            self.flush(ctx);
+        }
+    }
+
+    fn wake_room(&mut self) {
+        while self.buffered() < self.config.buffer_capacity {
+            match self.room_waiters.pop_front() {
+                Some(waiter) => {
+                    let _ = waiter.send(());
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// Waits until everything accepted so far is durable.
+    fn wait_durable(&mut self, ctx: &mut Context<Self>) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        if self.durable >= self.accepted {
+            let _ = tx.send(());
+        } else {
+            self.durable_waiters.entry(self.accepted).or_default().push(tx);
+            self.flush(ctx);
+        }
+        rx
+    }
+
+    fn append(&mut self, record: EventRecord, ctx: &mut Context<Self>) {
+        let run_id = record.run_id;
+        self.last_seq.insert(run_id, record.seq);
+        self.fan_out(&record);
+        self.recent.entry(run_id).or_default().insert(record.seq, record.clone());
+        self.pending.events.push(record);
+        self.accepted_row(ctx);
+    }
+
+    fn fan_out(&mut self, record: &EventRecord) {
+        let Some(subscribers) = self.subscribers.get_mut(&record.run_id) else {
+            return;
+        };
+        let terminal = record.event.kind.is_terminal();
+        subscribers.retain_mut(|sub| {
+            if let Some(replay) = &mut sub.replay {
+                replay.push(record.clone());
+                return true;
+            }
+            if record.seq < sub.next_seq {
+                return true;
+            }
+            sub.next_seq = record.seq + 1;
+            // A subscriber that cannot keep up is dropped; it resumes from its last seq.
+            sub.tx.try_send(Streamed::Event(record.clone())).is_ok() && !terminal
+        });
+        if subscribers.is_empty() {
+            self.subscribers.remove(&record.run_id);
+        }
+    }
+
+    /// Delivers the stored events a new subscriber missed, then switches it to live.
+    fn finish_replay(&mut self, run_id: Uuid, id: u64, stored: Vec<EventRecord>) {
+        let Some(subscribers) = self.subscribers.get_mut(&run_id) else {
+            return;
+        };
+        let Some(position) = subscribers.iter().position(|s| s.id == id) else {
+            return;
+        };
+        let sub = &mut subscribers[position];
+        let mut events: BTreeMap<u64, EventRecord> = stored.into_iter().map(|e| (e.seq, e)).collect();
+        events.extend(sub.replay.take().unwrap_or_default().into_iter().map(|e| (e.seq, e)));
+        let mut keep = true;
+        for (seq, event) in events.range(sub.next_seq..) {
+            let terminal = event.event.kind.is_terminal();
+            if sub.tx.try_send(Streamed::Event(event.clone())).is_err() {
+                keep = false;
+                break;
+            }
+            sub.next_seq = seq + 1;
+            if terminal {
+                keep = false;
+                break;
+            }
+        }
+        if !keep {
+            subscribers.remove(position);
+            if subscribers.is_empty() {
+                self.subscribers.remove(&run_id);
+            }
+        }
+    }
+}
+
+impl Actor for ProgressPersister {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(4_096);
+        let Some(factory) = self.factory.take() else {
+            return;
+        };
+        // The store (and its pool) is created here, on this arbiter, and used only here.
+        // `wait` holds every other message until it is open.
+        ctx.wait(factory.open().into_actor(self).map(|opened, act, ctx| {
+            let result = opened.map(|store| {
+                act.store = Some(store);
+            });
+            let failed = result.is_err();
+            if let Some(ready) = act.ready.take() {
+                let _ = ready.send(result);
+            }
+            if failed {
+                ctx.stop();
+            }
+        }));
+        ctx.run_interval(self.config.flush_interval, |act, ctx| act.flush(ctx));
+    }
+}
+
+impl Handler<Append> for ProgressPersister {
+    type Result = ();
+
+    fn handle(&mut self, Append(record): Append, ctx: &mut Context<Self>) {
+        self.append(record, ctx);
+    }
+}
+
+impl Handler<UpsertRun> for ProgressPersister {
+    type Result = ();
+
+    fn handle(&mut self, UpsertRun(run): UpsertRun, ctx: &mut Context<Self>) {
+        self.unwritten_runs.insert(run.id, run.clone());
+        self.pending.runs.insert(run.id, run);
+        self.accepted_row(ctx);
+    }
+}
+
+impl Handler<Tick> for ProgressPersister {
+    type Result = ();
+
+    fn handle(&mut self, Tick { run_id, slot }: Tick, _ctx: &mut Context<Self>) {
+        let (Some(event), Some(subscribers)) = (slot.take(), self.subscribers.get_mut(&run_id)) else {
+            return;
+        };
+        subscribers.retain(|sub| {
+            sub.replay.is_some() || sub.tx.try_send(Streamed::Progress { run_id, event: event.clone() }).is_ok()
+        });
+    }
+}
+
+impl Handler<Commit> for ProgressPersister {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+
+    fn handle(&mut self, commit: Commit, ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(checkpoint) = commit.checkpoint {
+            self.pending.checkpoints.push(checkpoint);
+            self.accepted_row(ctx);
+        }
+        let wait = if commit.durable {
+            Some(self.wait_durable(ctx))
+        } else if self.buffered() >= self.config.buffer_capacity {
+            let (tx, rx) = oneshot::channel();
+            self.room_waiters.push_back(tx);
+            self.flush(ctx);
+            Some(rx)
+        } else {
+            None
+        };
+        Box::pin(async move {
+            if let Some(wait) = wait {
+                wait.await.map_err(|_| EngineError::ShuttingDown)?;
+            }
+            Ok(())
+        })
+    }
+}
+
+impl Handler<RecordDeath> for ProgressPersister {
+    type Result = ();
+
+    fn handle(&mut self, RecordDeath { run, cause }: RecordDeath, ctx: &mut Context<Self>) {
+        let seq = self.last_seq.get(&run.id).copied().unwrap_or(0) + 1;
+        let error = graphloop_core::RunError::State { reason: cause };
+        let event = RunEvent { step: run.step, percent: run.percent, kind: EventKind::RunFailed { error } };
+        let record =
+            EventRecord { run_id: run.id, seq, user_id: run.user.user_id.clone(), at: SystemTime::now(), event };
+        self.append(record, ctx);
+        self.unwritten_runs.insert(run.id, run.clone());
+        self.pending.runs.insert(run.id, run);
+        self.accepted_row(ctx);
+    }
+}
+
+impl Handler<Flush> for ProgressPersister {
+    type Result = ResponseFuture<Result<(), EngineError>>;
+
+    fn handle(&mut self, _: Flush, ctx: &mut Context<Self>) -> Self::Result {
+        let wait = self.wait_durable(ctx);
+        Box::pin(async move { wait.await.map_err(|_| EngineError::ShuttingDown) })
+    }
+}
+
+impl Handler<Subscribe> for ProgressPersister {
+    type Result = MessageResult<Subscribe>;
+
+    fn handle(&mut self, Subscribe { run_id, from_seq }: Subscribe, ctx: &mut Context<Self>) -> Self::Result {
+        let (tx, rx) = mpsc::channel(self.config.subscriber_capacity.max(1));
+        let id = self.next_subscriber;
+        self.next_subscriber += 1;
+        let unwritten: Vec<EventRecord> = self
+            .recent
+            .get(&run_id)
+            .map(|recent| recent.range(from_seq..).map(|(_, e)| e.clone()).collect())
+            .unwrap_or_default();
+        self.subscribers.entry(run_id).or_default().push(Subscriber {
+            tx,
+            next_seq: from_seq,
+            replay: Some(unwritten),
+            id,
+        });
+        let Ok(store) = self.store() else {
+            return MessageResult(rx);
+        };
+        let read = async move {
+            let mut stored = Vec::new();
+            let mut from = from_seq;
+            loop {
+                let page = store.events(run_id, from, 1_000).await?;
+                let full = page.len() == 1_000;
+                if let Some(last) = page.last() {
+                    from = last.seq + 1;
+                }
+                stored.extend(page);
+                if !full {
+                    return Ok::<_, StoreError>(stored);
+                }
+            }
+        };
+        ctx.spawn(read.into_actor(self).map(move |stored, act, _ctx| match stored {
+            Ok(stored) => act.finish_replay(run_id, id, stored),
+            Err(error) => {
+                // The subscriber's stream ends; it may subscribe again.
+                tracing::warn!(%error, %run_id, "could not replay stored events for a subscriber");
+                if let Some(subs) = act.subscribers.get_mut(&run_id) {
+                    subs.retain(|s| s.id != id);
+                }
+            }
+        }));
+        MessageResult(rx)
+    }
+}
+
+impl Handler<ReadRun> for ProgressPersister {
+    type Result = ResponseFuture<Result<Option<RunRecord>, EngineError>>;
+
+    fn handle(&mut self, ReadRun(id): ReadRun, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(run) = self.unwritten_runs.get(&id) {
+            let run = run.clone();
+            return Box::pin(async move { Ok(Some(run)) });
+        }
+        let store = self.store();
+        Box::pin(async move { Ok(store?.run(id).await?) })
+    }
+}
+
+impl Handler<ReadEvents> for ProgressPersister {
+    type Result = ResponseFuture<Result<Vec<EventRecord>, EngineError>>;
+
+    fn handle(&mut self, read: ReadEvents, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store();
+        // Events accepted but not yet written are read too: a reader sees what a
+        // subscriber sees.
+        let unwritten: Vec<EventRecord> = self
+            .recent
+            .get(&read.run_id)
+            .map(|recent| recent.range(read.from_seq..).map(|(_, e)| e.clone()).collect())
+            .unwrap_or_default();
+        Box::pin(async move {
+            let stored = store?.events(read.run_id, read.from_seq, read.limit).await?;
+            let mut events: BTreeMap<u64, EventRecord> = stored.into_iter().map(|e| (e.seq, e)).collect();
+            events.extend(unwritten.into_iter().map(|e| (e.seq, e)));
+            Ok(events.into_values().take(read.limit).collect())
+        })
+    }
+}
+
+impl Handler<ListRuns> for ProgressPersister {
+    type Result = ResponseFuture<Result<Vec<RunRecord>, EngineError>>;
+
+    fn handle(&mut self, ListRuns(query): ListRuns, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store();
+        Box::pin(async move { Ok(store?.runs(&query).await?) })
+    }
+}
+
+impl Handler<GetStats> for ProgressPersister {
+    type Result = MessageResult<GetStats>;
+
+    fn handle(&mut self, _: GetStats, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut stats = self.stats.clone();
+        stats.buffered = self.buffered();
+        stats.subscribers = self.subscribers.values().map(Vec::len).sum();
+        MessageResult(stats)
+    }
+}

@@ -1,0 +1,234 @@
+//! What the [`ProgressPersister`](crate::ProgressPersister) writes, and the storage trait
+//! it writes through.
+//!
+//! A store is opened *on the persister's arbiter* (by a [`StoreFactory`]) and used only
+//! there: its pool, connections and futures never meet another event loop. That is why
+//! its futures need not be `Send`.
+
+use std::fmt;
+use std::rc::Rc;
+use std::str::FromStr;
+use std::time::SystemTime;
+
+use futures_util::future::LocalBoxFuture;
+use graphloop_core::{Checkpoint, RunEvent, UserContext};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RunStatus {
+    /// Admitted, waiting for a free slot.
+    Queued,
+    /// Its actor is running it.
+    Running,
+    /// Stopped by a graceful shutdown at a step boundary; resumable from its checkpoint.
+    Interrupted,
+    /// Reached END.
+    Completed,
+    /// Failed for good (see its error).
+    Failed,
+    /// Cancelled by a user.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// Every status, in lifecycle order.
+    pub const ALL: [RunStatus; 6] =
+        [Self::Queued, Self::Running, Self::Interrupted, Self::Completed, Self::Failed, Self::Cancelled];
+
+    /// Whether the run is over for good.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// The status as stored.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Running => "running",
+            Self::Interrupted => "interrupted",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for RunStatus {
+    type Err = StoreError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown run status `{s}`")))
+    }
+}
+
+/// One run, as stored (the `runs` table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The run's id (UUIDv7: ordered by creation).
+    pub id: Uuid,
+    /// The graph's name.
+    pub graph: String,
+    /// The graph's version.
+    pub graph_version: u32,
+    /// Who the run belongs to.
+    pub user: UserContext,
+    /// Where it is.
+    pub status: RunStatus,
+    /// The input it started from.
+    pub input: Value,
+    /// The final state, once completed.
+    pub output: Option<Value>,
+    /// Why it failed, once failed.
+    pub error: Option<Value>,
+    /// Supersteps completed.
+    pub step: u64,
+    /// Graph-aware progress.
+    pub percent: f64,
+    /// When it was admitted.
+    pub created_at: SystemTime,
+    /// When this record last changed.
+    pub updated_at: SystemTime,
+    /// When its actor first started it.
+    pub started_at: Option<SystemTime>,
+    /// When it ended.
+    pub finished_at: Option<SystemTime>,
+}
+
+/// One event of a run, as stored (the `events` table). `seq` numbers a run's events
+/// 1, 2, 3... without gaps; the pair (run id, seq) is unique, so writing an event twice
+/// is harmless.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// The run.
+    pub run_id: Uuid,
+    /// The event's position in its run.
+    pub seq: u64,
+    /// The run's user.
+    pub user_id: String,
+    /// When it happened.
+    pub at: SystemTime,
+    /// What happened.
+    pub event: RunEvent,
+}
+
+/// A run's position after a step (the `checkpoints` table).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// The run.
+    pub run_id: Uuid,
+    /// Where the run stands.
+    pub checkpoint: Checkpoint,
+    /// When it was taken.
+    pub at: SystemTime,
+}
+
+/// Everything one group commit writes, in one transaction.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Batch {
+    /// Run rows to insert or update (at most one per run: the latest).
+    pub runs: Vec<RunRecord>,
+    /// Events to insert (idempotently).
+    pub events: Vec<EventRecord>,
+    /// Checkpoints to insert (idempotently).
+    pub checkpoints: Vec<CheckpointRecord>,
+}
+
+impl Batch {
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.runs.len() + self.events.len() + self.checkpoints.len()
+    }
+
+    /// Whether the batch holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Which runs to list: one user's, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunQuery {
+    /// The user whose runs to list.
+    pub user_id: String,
+    /// Only runs of this status.
+    pub status: Option<RunStatus>,
+    /// Only runs of this graph.
+    pub graph: Option<String>,
+    /// Only runs created before this one (keyset pagination: pass the last id seen).
+    pub before: Option<Uuid>,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl RunQuery {
+    /// The newest 50 runs of `user_id`.
+    pub fn for_user(user_id: impl Into<String>) -> Self {
+        Self { user_id: user_id.into(), status: None, graph: None, before: None, limit: 50 }
+    }
+}
+
+/// A storage failure.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store could not be reached or refused the operation; worth retrying.
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    /// The store could not be opened (bad configuration, failed migration).
+    #[error("store could not be opened: {0}")]
+    Open(String),
+    /// Stored data could not be read back.
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+}
+
+/// Where runs, events and checkpoints are kept. Used only on the persister's arbiter.
+pub trait Store {
+    /// Writes a batch in one transaction: all of it or none of it. Writing the same
+    /// events or checkpoints twice must be harmless; a run row never goes back from a
+    /// terminal status.
+    fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<(), StoreError>>;
+
+    /// One run.
+    fn run(&self, id: Uuid) -> LocalBoxFuture<'_, Result<Option<RunRecord>, StoreError>>;
+
+    /// A run's events with `seq >= from_seq`, in order, at most `limit`.
+    fn events(
+        &self,
+        run_id: Uuid,
+        from_seq: u64,
+        limit: usize,
+    ) -> LocalBoxFuture<'_, Result<Vec<EventRecord>, StoreError>>;
+
+    /// Runs matching the query, newest first.
+    fn runs<'a>(&'a self, query: &'a RunQuery) -> LocalBoxFuture<'a, Result<Vec<RunRecord>, StoreError>>;
+
+    /// A run's latest checkpoint.
+    fn latest_checkpoint(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<Option<CheckpointRecord>, StoreError>>;
+}
+
+/// Opens a [`Store`] on the persister's own arbiter, when the persister starts.
+///
+/// The factory crosses threads (it is built by the application and handed to the
+/// engine); the store it opens never does.
+pub trait StoreFactory: Send + 'static {
+    /// A short description for logs and health (`memory`, `postgres://host/db`).
+    fn describe(&self) -> String;
+
+    /// Opens the store (creating pools, applying migrations).
+    fn open(self: Box<Self>) -> LocalBoxFuture<'static, Result<Rc<dyn Store>, StoreError>>;
+}

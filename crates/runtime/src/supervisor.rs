@@ -1,0 +1,371 @@
+//! The Supervisor: admission, one arbiter per run, and what happens when a run ends.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use actix::prelude::*;
+use tokio::sync::{oneshot, watch};
+use uuid::Uuid;
+
+use crate::config::AdmissionConfig;
+use crate::error::EngineError;
+use crate::persister::{ProgressPersister, RecordDeath, UpsertRun};
+use crate::run::{CancelRun, Drain, ErasedGraph, GetSnapshot, InjectPanic, RunControl, RunSnapshot, RunSpec};
+use crate::store::{RunRecord, RunStatus};
+
+/// Counters of the supervisor, for health, tests and benchmarks.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SupervisorStats {
+    /// Runs running now.
+    pub running: usize,
+    /// Runs waiting for a slot.
+    pub queued: usize,
+    /// The most runs that ever ran at once.
+    pub peak_running: usize,
+    /// Runs started (actors spawned) since the engine started.
+    pub started: u64,
+    /// Runs whose actor died outside a node.
+    pub died: u64,
+    /// The admission limits in force.
+    pub max_running: usize,
+}
+
+/// Admits a run (runs it, queues it, or rejects it).
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub(crate) struct StartRun {
+    pub(crate) record: RunRecord,
+    pub(crate) graph: Arc<dyn ErasedGraph>,
+}
+
+/// A run's actor ended (sent from its `Drop`). `status` is how it ended on purpose;
+/// `None` means it died, for the reason in `died`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct RunEnded {
+    pub(crate) run_id: Uuid,
+    pub(crate) status: Option<RunStatus>,
+    pub(crate) died: Option<String>,
+    pub(crate) step: u64,
+    pub(crate) percent: f64,
+}
+
+/// A live or queued run's snapshot (`None`: neither; ask the store).
+#[derive(Message)]
+#[rtype(result = "Result<Option<RunSnapshot>, EngineError>")]
+pub(crate) struct Snapshot(pub(crate) Uuid);
+
+/// Cancels a live or queued run; `false` if the supervisor does not hold it.
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub(crate) struct Cancel(pub(crate) Uuid);
+
+/// Stops admitting, drains the running runs (each stops at its next step boundary,
+/// resumable), and answers when none is left; after `timeout`, stops the rest where they
+/// are.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Shutdown {
+    pub(crate) timeout: Duration,
+}
+
+/// Makes a run's actor panic (for tests of supervision).
+#[derive(Message)]
+#[rtype(result = "bool")]
+pub(crate) struct PanicRun(pub(crate) Uuid);
+
+/// The supervisor's counters.
+#[derive(Message)]
+#[rtype(result = "SupervisorStats")]
+pub(crate) struct GetSupervisorStats;
+
+struct Queued {
+    record: RunRecord,
+    graph: Arc<dyn ErasedGraph>,
+}
+
+struct Live {
+    /// Kept to stop the arbiter when the run ends: a dropped `Arbiter` keeps running.
+    arbiter: Arbiter,
+    control: RunControl,
+    record: RunRecord,
+}
+
+/// Joins the threads of stopped arbiters, off the supervisor's loop (joining blocks),
+/// and publishes how many run arbiters are still alive.
+pub(crate) struct Reaper {
+    sender: std::sync::mpsc::Sender<Arbiter>,
+    alive: watch::Sender<usize>,
+}
+
+impl Reaper {
+    /// Starts the reaper thread. Returns the reaper, a receiver of the live-arbiter
+    /// count, and the thread's handle (it ends when the reaper is dropped).
+    pub(crate) fn start() -> std::io::Result<(Self, watch::Receiver<usize>, std::thread::JoinHandle<()>)> {
+        let (sender, receiver) = std::sync::mpsc::channel::<Arbiter>();
+        let (alive, alive_rx) = watch::channel(0usize);
+        let counter = alive.clone();
+        let thread = std::thread::Builder::new().name("graphloop-reaper".into()).spawn(move || {
+            for arbiter in receiver {
+                arbiter.stop();
+                if arbiter.join().is_err() {
+                    tracing::warn!("a run arbiter's thread panicked");
+                }
+                counter.send_modify(|n| *n = n.saturating_sub(1));
+            }
+        })?;
+        Ok((Self { sender, alive }, alive_rx, thread))
+    }
+
+    fn spawned(&self) {
+        self.alive.send_modify(|n| *n += 1);
+    }
+
+    fn reap(&self, arbiter: Arbiter) {
+        arbiter.stop();
+        if let Err(returned) = self.sender.send(arbiter) {
+            // The reaper thread is gone (engine shutting down): stopping is enough.
+            drop(returned);
+            self.alive.send_modify(|n| *n = n.saturating_sub(1));
+        }
+    }
+}
+
+/// Admits runs and supervises their actors. See the crate docs.
+pub struct Supervisor {
+    admission: AdmissionConfig,
+    persister: Addr<ProgressPersister>,
+    running: HashMap<Uuid, Live>,
+    per_user: HashMap<String, usize>,
+    queue: VecDeque<Queued>,
+    reaper: Reaper,
+    accepting: bool,
+    drained: Vec<oneshot::Sender<()>>,
+    stats: SupervisorStats,
+}
+
+impl Supervisor {
+    pub(crate) fn new(admission: AdmissionConfig, persister: Addr<ProgressPersister>, reaper: Reaper) -> Self {
+        let stats = SupervisorStats { max_running: admission.max_running, ..SupervisorStats::default() };
+        Self {
+            admission,
+            persister,
+            running: HashMap::new(),
+            per_user: HashMap::new(),
+            queue: VecDeque::new(),
+            reaper,
+            accepting: true,
+            drained: Vec::new(),
+            stats,
+        }
+    }
+
+    fn has_slot_for(&self, user_id: &str) -> bool {
+        self.running.len() < self.admission.max_running
+            && self
+                .admission
+                .max_running_per_user
+                .is_none_or(|limit| self.per_user.get(user_id).copied().unwrap_or(0) < limit)
+    }
+
+    fn launch(&mut self, queued: Queued, ctx: &mut Context<Self>) {
+        let Queued { record, graph } = queued;
+        let arbiter = Arbiter::new();
+        self.reaper.spawned();
+        let spec = RunSpec {
+            record: record.clone(),
+            supervisor: ctx.address(),
+            persister: self.persister.clone(),
+            durable: true,
+        };
+        let control = graph.spawn(&arbiter.handle(), spec);
+        *self.per_user.entry(record.user.user_id.clone()).or_default() += 1;
+        self.running.insert(record.id, Live { arbiter, control, record });
+        self.stats.started += 1;
+        self.stats.peak_running = self.stats.peak_running.max(self.running.len());
+    }
+
+    /// Launches queued runs, first come first served among those whose user has a slot.
+    fn admit_queued(&mut self, ctx: &mut Context<Self>) {
+        while self.accepting && self.running.len() < self.admission.max_running {
+            let Some(position) = self.queue.iter().position(|q| self.has_slot_for(&q.record.user.user_id)) else {
+                break;
+            };
+            if let Some(queued) = self.queue.remove(position) {
+                self.launch(queued, ctx);
+            }
+        }
+    }
+
+    fn check_drained(&mut self) {
+        if self.running.is_empty() {
+            for waiter in self.drained.drain(..) {
+                let _ = waiter.send(());
+            }
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        ctx.set_mailbox_capacity(16_384);
+    }
+}
+
+impl Handler<StartRun> for Supervisor {
+    type Result = Result<(), EngineError>;
+
+    fn handle(&mut self, StartRun { record, graph }: StartRun, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.accepting {
+            return Err(EngineError::ShuttingDown);
+        }
+        let runs_now = self.has_slot_for(&record.user.user_id) && self.queue.is_empty();
+        if !runs_now && self.queue.len() >= self.admission.queue_capacity {
+            return Err(EngineError::Rejected {
+                running: self.running.len(),
+                queued: self.queue.len(),
+                capacity: self.admission.queue_capacity,
+            });
+        }
+        self.persister.do_send(UpsertRun(record.clone()));
+        self.queue.push_back(Queued { record, graph });
+        self.admit_queued(ctx);
+        Ok(())
+    }
+}
+
+impl Handler<RunEnded> for Supervisor {
+    type Result = ();
+
+    fn handle(&mut self, ended: RunEnded, ctx: &mut Context<Self>) {
+        let Some(live) = self.running.remove(&ended.run_id) else {
+            return;
+        };
+        if let Some(count) = self.per_user.get_mut(&live.record.user.user_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_user.remove(&live.record.user.user_id);
+            }
+        }
+        self.reaper.reap(live.arbiter);
+        if ended.status.is_none() {
+            let cause = ended.died.unwrap_or_else(|| "the run's actor died".into());
+            let mut run = live.record;
+            run.step = ended.step;
+            run.percent = ended.percent;
+            run.updated_at = SystemTime::now();
+            if self.accepting {
+                // Restarts from the checkpoint come with durable runs; until then the
+                // run fails, with the cause recorded.
+                tracing::error!(run_id = %run.id, %cause, "run actor died");
+                self.stats.died += 1;
+                run.status = RunStatus::Failed;
+                run.finished_at = Some(run.updated_at);
+                run.error = Some(serde_json::Value::String(cause.clone()));
+                self.persister.do_send(RecordDeath { run, cause });
+            } else {
+                // Stopped by shutdown: resumable from its last checkpoint.
+                run.status = RunStatus::Interrupted;
+                self.persister.do_send(UpsertRun(run));
+            }
+        }
+        self.admit_queued(ctx);
+        self.check_drained();
+    }
+}
+
+impl Handler<Snapshot> for Supervisor {
+    type Result = ResponseFuture<Result<Option<RunSnapshot>, EngineError>>;
+
+    fn handle(&mut self, Snapshot(run_id): Snapshot, _ctx: &mut Context<Self>) -> Self::Result {
+        if let Some(live) = self.running.get(&run_id) {
+            let ask = live.control.snapshot.send(GetSnapshot);
+            let fallback = live.record.clone();
+            return Box::pin(async move {
+                // An actor that stopped between the lookup and the answer: report what we
+                // know; the store has the rest.
+                Ok(Some(ask.await.unwrap_or(RunSnapshot { run: fallback, tasks: Vec::new() })))
+            });
+        }
+        let queued = self.queue.iter().find(|q| q.record.id == run_id).map(|q| q.record.clone());
+        Box::pin(async move { Ok(queued.map(|run| RunSnapshot { run, tasks: Vec::new() })) })
+    }
+}
+
+impl Handler<Cancel> for Supervisor {
+    type Result = bool;
+
+    fn handle(&mut self, Cancel(run_id): Cancel, ctx: &mut Context<Self>) -> bool {
+        if let Some(live) = self.running.get(&run_id) {
+            live.control.cancel.do_send(CancelRun);
+            return true;
+        }
+        if let Some(position) = self.queue.iter().position(|q| q.record.id == run_id) {
+            if let Some(Queued { mut record, .. }) = self.queue.remove(position) {
+                record.status = RunStatus::Cancelled;
+                record.updated_at = SystemTime::now();
+                record.finished_at = Some(record.updated_at);
+                self.persister.do_send(UpsertRun(record));
+            }
+            self.admit_queued(ctx);
+            return true;
+        }
+        false
+    }
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, Shutdown { timeout }: Shutdown, _ctx: &mut Context<Self>) -> Self::Result {
+        self.accepting = false;
+        // Queued runs stay `queued` in the store: nothing of theirs has run.
+        self.queue.clear();
+        for live in self.running.values() {
+            live.control.drain.do_send(Drain);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.drained.push(tx);
+        self.check_drained();
+        Box::pin(async move { tokio::time::timeout(timeout, rx).await.is_ok() }.into_actor(self).map(
+            |drained, act, _ctx| {
+                if !drained {
+                    // Runs still mid-step: stop them where they are. Their actors report
+                    // in from `Drop` and are recorded as interrupted.
+                    tracing::warn!(runs = act.running.len(), "shutdown timeout: stopping runs mid-step");
+                    for live in act.running.values() {
+                        live.arbiter.stop();
+                    }
+                }
+            },
+        ))
+    }
+}
+
+impl Handler<PanicRun> for Supervisor {
+    type Result = bool;
+
+    fn handle(&mut self, PanicRun(run_id): PanicRun, _ctx: &mut Context<Self>) -> bool {
+        match self.running.get(&run_id) {
+            Some(live) => {
+                live.control.inject_panic.do_send(InjectPanic);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl Handler<GetSupervisorStats> for Supervisor {
+    type Result = MessageResult<GetSupervisorStats>;
+
+    fn handle(&mut self, _: GetSupervisorStats, _ctx: &mut Context<Self>) -> Self::Result {
+        let mut stats = self.stats.clone();
+        stats.running = self.running.len();
+        stats.queued = self.queue.len();
+        MessageResult(stats)
+    }
+}
