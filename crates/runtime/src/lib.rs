@@ -39,6 +39,6 @@ pub use memory::{MemoryStore, MemoryStoreFactory};
 pub use persister::{PersisterStats, ProgressPersister, Streamed};
 pub use run::RunSnapshot;
 pub use store::{
-    Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, RunStatus, Store, StoreError, StoreFactory,
+    Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, RunStatus, RunUpdate, Store, StoreError, StoreFactory,
 };
 pub use supervisor::{Supervisor, SupervisorStats};

@@ -43,11 +43,11 @@ impl Store for MemoryStore {
     fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<(), StoreError>> {
         let mut data = self.data.borrow_mut();
         for run in &batch.runs {
-            match data.runs.get(&run.id) {
-                Some(stored) if stored.status.is_terminal() => {}
-                _ => {
-                    data.runs.insert(run.id, run.clone());
-                }
+            data.runs.entry(run.id).or_insert_with(|| run.clone());
+        }
+        for update in &batch.run_updates {
+            if let Some(run) = data.runs.get_mut(&update.id) {
+                update.apply(run);
             }
         }
         for event in &batch.events {

@@ -20,7 +20,9 @@ use uuid::Uuid;
 
 use crate::config::PersisterConfig;
 use crate::error::EngineError;
-use crate::store::{Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, Store, StoreError, StoreFactory};
+use crate::store::{
+    Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, RunUpdate, Store, StoreError, StoreFactory,
+};
 
 /// What a live subscriber receives.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,10 +88,15 @@ impl TickSlot {
 #[rtype(result = "()")]
 pub(crate) struct Append(pub(crate) EventRecord);
 
-/// A run's row, to insert or update.
+/// A new run's row, to insert.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct UpsertRun(pub(crate) RunRecord);
+pub(crate) struct InsertRun(pub(crate) RunRecord);
+
+/// A change to a run's row.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct UpdateRun(pub(crate) RunUpdate);
 
 /// A coalesced progress tick is waiting in the slot.
 #[derive(Message)]
@@ -177,8 +184,9 @@ pub struct ProgressPersister {
     room_waiters: VecDeque<oneshot::Sender<()>>,
     /// Events not yet durable, per run, for subscribers who replay.
     recent: HashMap<Uuid, BTreeMap<u64, EventRecord>>,
-    /// Run rows not yet durable, for reads.
+    /// Run rows and changes not yet durable, for reads.
     unwritten_runs: HashMap<Uuid, RunRecord>,
+    unwritten_updates: HashMap<Uuid, RunUpdate>,
     last_seq: HashMap<Uuid, u64>,
     subscribers: HashMap<Uuid, Vec<Subscriber>>,
     next_subscriber: u64,
@@ -188,19 +196,25 @@ pub struct ProgressPersister {
 
 #[derive(Default)]
 struct Pending {
-    runs: HashMap<Uuid, RunRecord>,
+    runs: Vec<RunRecord>,
+    run_updates: HashMap<Uuid, RunUpdate>,
     events: Vec<EventRecord>,
     checkpoints: Vec<CheckpointRecord>,
 }
 
 impl Pending {
     fn len(&self) -> usize {
-        self.runs.len() + self.events.len() + self.checkpoints.len()
+        self.runs.len() + self.run_updates.len() + self.events.len() + self.checkpoints.len()
     }
 
     fn take(&mut self) -> Batch {
         let taken = std::mem::take(self);
-        Batch { runs: taken.runs.into_values().collect(), events: taken.events, checkpoints: taken.checkpoints }
+        Batch {
+            runs: taken.runs,
+            run_updates: taken.run_updates.into_values().collect(),
+            events: taken.events,
+            checkpoints: taken.checkpoints,
+        }
     }
 }
 
@@ -227,6 +241,7 @@ impl ProgressPersister {
             room_waiters: VecDeque::new(),
             recent: HashMap::new(),
             unwritten_runs: HashMap::new(),
+            unwritten_updates: HashMap::new(),
             last_seq: HashMap::new(),
             subscribers: HashMap::new(),
             next_subscriber: 0,
@@ -310,8 +325,11 @@ impl ProgressPersister {
             }
         }
         for run in &batch.runs {
-            if self.unwritten_runs.get(&run.id) == Some(run) {
-                self.unwritten_runs.remove(&run.id);
+            self.unwritten_runs.remove(&run.id);
+        }
+        for update in &batch.run_updates {
+            if self.unwritten_updates.get(&update.id) == Some(update) {
+                self.unwritten_updates.remove(&update.id);
             }
         }
         let still_waiting = self.durable_waiters.split_off(&(upto + 1));
@@ -353,6 +371,12 @@ impl ProgressPersister {
         self.fan_out(&record);
         self.recent.entry(run_id).or_default().insert(record.seq, record.clone());
         self.pending.events.push(record);
+        self.accepted_row(ctx);
+    }
+
+    fn update_run(&mut self, update: RunUpdate, ctx: &mut Context<Self>) {
+        self.unwritten_updates.insert(update.id, update.clone());
+        self.pending.run_updates.insert(update.id, update);
         self.accepted_row(ctx);
     }
 
@@ -445,13 +469,21 @@ impl Handler<Append> for ProgressPersister {
     }
 }
 
-impl Handler<UpsertRun> for ProgressPersister {
+impl Handler<InsertRun> for ProgressPersister {
     type Result = ();
 
-    fn handle(&mut self, UpsertRun(run): UpsertRun, ctx: &mut Context<Self>) {
+    fn handle(&mut self, InsertRun(run): InsertRun, ctx: &mut Context<Self>) {
         self.unwritten_runs.insert(run.id, run.clone());
-        self.pending.runs.insert(run.id, run);
+        self.pending.runs.push(run);
         self.accepted_row(ctx);
+    }
+}
+
+impl Handler<UpdateRun> for ProgressPersister {
+    type Result = ();
+
+    fn handle(&mut self, UpdateRun(update): UpdateRun, ctx: &mut Context<Self>) {
+        self.update_run(update, ctx);
     }
 }
 
@@ -505,9 +537,7 @@ impl Handler<RecordDeath> for ProgressPersister {
         let record =
             EventRecord { run_id: run.id, seq, user_id: run.user.user_id.clone(), at: SystemTime::now(), event };
         self.append(record, ctx);
-        self.unwritten_runs.insert(run.id, run.clone());
-        self.pending.runs.insert(run.id, run);
-        self.accepted_row(ctx);
+        self.update_run(run.update(), ctx);
     }
 }
 
@@ -574,12 +604,20 @@ impl Handler<ReadRun> for ProgressPersister {
     type Result = ResponseFuture<Result<Option<RunRecord>, EngineError>>;
 
     fn handle(&mut self, ReadRun(id): ReadRun, _ctx: &mut Context<Self>) -> Self::Result {
-        if let Some(run) = self.unwritten_runs.get(&id) {
-            let run = run.clone();
-            return Box::pin(async move { Ok(Some(run)) });
-        }
+        // What is accepted but not yet written is read too (read your own writes).
+        let unwritten = self.unwritten_runs.get(&id).cloned();
+        let update = self.unwritten_updates.get(&id).cloned();
         let store = self.store();
-        Box::pin(async move { Ok(store?.run(id).await?) })
+        Box::pin(async move {
+            let mut run = match unwritten {
+                Some(run) => Some(run),
+                None => store?.run(id).await?,
+            };
+            if let (Some(run), Some(update)) = (run.as_mut(), update) {
+                update.apply(run);
+            }
+            Ok(run)
+        })
     }
 }
 

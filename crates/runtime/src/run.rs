@@ -19,7 +19,7 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::error::EngineError;
-use crate::persister::{Append, Commit, ProgressPersister, Tick, TickSlot, UpsertRun};
+use crate::persister::{Append, Commit, ProgressPersister, Tick, TickSlot, UpdateRun};
 use crate::store::{CheckpointRecord, EventRecord, RunRecord, RunStatus};
 use crate::supervisor::{RunEnded, Supervisor};
 
@@ -229,11 +229,11 @@ impl<S: State> AnalysisActor<S> {
         self.persister.do_send(Append(record));
     }
 
-    fn upsert(&mut self) {
+    fn update(&mut self) {
         self.record.updated_at = SystemTime::now();
         self.notice.step = self.record.step;
         self.notice.percent = self.record.percent;
-        self.persister.do_send(UpsertRun(self.record.clone()));
+        self.persister.do_send(UpdateRun(self.record.update()));
     }
 
     /// Waits (without blocking the actor) for the persister to accept the commit, then
@@ -369,7 +369,7 @@ impl<S: State> AnalysisActor<S> {
         self.emit(number, percent, EventKind::StepCompleted { next: labels });
         self.record.step = number;
         self.record.percent = percent;
-        self.upsert();
+        self.update();
         if complete {
             return self.complete(ctx);
         }
@@ -394,7 +394,7 @@ impl<S: State> AnalysisActor<S> {
         if status.is_terminal() {
             self.record.finished_at = Some(SystemTime::now());
         }
-        self.upsert();
+        self.update();
         let checkpoint = self.checkpoint.clone();
         self.commit(checkpoint, true, ctx, move |act, ctx| {
             act.notice.outcome = Some(status);
@@ -426,7 +426,7 @@ impl<S: State> Actor for AnalysisActor<S> {
         let now = SystemTime::now();
         self.record.status = RunStatus::Running;
         self.record.started_at.get_or_insert(now);
-        self.upsert();
+        self.update();
         self.emit(0, 0.0, EventKind::RunStarted);
         let started = S::deserialize(&self.record.input)
             .map_err(|err| RunError::State { reason: format!("input: {err}") })

@@ -108,6 +108,65 @@ pub struct RunRecord {
     pub finished_at: Option<SystemTime>,
 }
 
+impl RunRecord {
+    /// The part of this row that changes while the run runs.
+    pub fn update(&self) -> RunUpdate {
+        RunUpdate {
+            id: self.id,
+            status: self.status,
+            output: self.output.clone(),
+            error: self.error.clone(),
+            step: self.step,
+            percent: self.percent,
+            updated_at: self.updated_at,
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        }
+    }
+}
+
+/// A change to a stored run row: everything but what is fixed at admission (graph,
+/// user, input, creation time), so that a step's commit never rewrites the input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunUpdate {
+    /// The run.
+    pub id: Uuid,
+    /// Its new status.
+    pub status: RunStatus,
+    /// The final state, once completed.
+    pub output: Option<Value>,
+    /// Why it failed, once failed.
+    pub error: Option<Value>,
+    /// Supersteps completed.
+    pub step: u64,
+    /// Graph-aware progress (a store never lowers it).
+    pub percent: f64,
+    /// When the change was made.
+    pub updated_at: SystemTime,
+    /// When its actor first started it.
+    pub started_at: Option<SystemTime>,
+    /// When it ended.
+    pub finished_at: Option<SystemTime>,
+}
+
+impl RunUpdate {
+    /// Applies the change to a row, as a store does: never out of a terminal status,
+    /// never lowering progress.
+    pub fn apply(&self, run: &mut RunRecord) {
+        if run.status.is_terminal() {
+            return;
+        }
+        run.status = self.status;
+        run.output.clone_from(&self.output);
+        run.error.clone_from(&self.error);
+        run.step = self.step;
+        run.percent = run.percent.max(self.percent);
+        run.updated_at = self.updated_at;
+        run.started_at = run.started_at.or(self.started_at);
+        run.finished_at = self.finished_at;
+    }
+}
+
 /// One event of a run, as stored (the `events` table). `seq` numbers a run's events
 /// 1, 2, 3... without gaps; the pair (run id, seq) is unique, so writing an event twice
 /// is harmless.
@@ -139,8 +198,10 @@ pub struct CheckpointRecord {
 /// Everything one group commit writes, in one transaction.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
-    /// Run rows to insert or update (at most one per run: the latest).
+    /// New run rows, to insert (idempotently).
     pub runs: Vec<RunRecord>,
+    /// Changes to run rows (at most one per run: the latest), applied after the inserts.
+    pub run_updates: Vec<RunUpdate>,
     /// Events to insert (idempotently).
     pub events: Vec<EventRecord>,
     /// Checkpoints to insert (idempotently).
@@ -150,7 +211,7 @@ pub struct Batch {
 impl Batch {
     /// Rows in the batch.
     pub fn len(&self) -> usize {
-        self.runs.len() + self.events.len() + self.checkpoints.len()
+        self.runs.len() + self.run_updates.len() + self.events.len() + self.checkpoints.len()
     }
 
     /// Whether the batch holds nothing.
@@ -198,9 +259,9 @@ pub enum StoreError {
 
 /// Where runs, events and checkpoints are kept. Used only on the persister's arbiter.
 pub trait Store {
-    /// Writes a batch in one transaction: all of it or none of it. Writing the same
-    /// events or checkpoints twice must be harmless; a run row never goes back from a
-    /// terminal status.
+    /// Writes a batch in one transaction: all of it or none of it, new runs first, then
+    /// run updates, events and checkpoints. Writing the same batch twice must be
+    /// harmless; a run row never leaves a terminal status (see [`RunUpdate::apply`]).
     fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<(), StoreError>>;
 
     /// One run.

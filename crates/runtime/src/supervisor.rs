@@ -10,7 +10,7 @@ use uuid::Uuid;
 
 use crate::config::AdmissionConfig;
 use crate::error::EngineError;
-use crate::persister::{ProgressPersister, RecordDeath, UpsertRun};
+use crate::persister::{InsertRun, ProgressPersister, RecordDeath, UpdateRun};
 use crate::run::{CancelRun, Drain, ErasedGraph, GetSnapshot, InjectPanic, RunControl, RunSnapshot, RunSpec};
 use crate::store::{RunRecord, RunStatus};
 
@@ -230,7 +230,7 @@ impl Handler<StartRun> for Supervisor {
                 capacity: self.admission.queue_capacity,
             });
         }
-        self.persister.do_send(UpsertRun(record.clone()));
+        self.persister.do_send(InsertRun(record.clone()));
         self.queue.push_back(Queued { record, graph });
         self.admit_queued(ctx);
         Ok(())
@@ -269,7 +269,7 @@ impl Handler<RunEnded> for Supervisor {
             } else {
                 // Stopped by shutdown: resumable from its last checkpoint.
                 run.status = RunStatus::Interrupted;
-                self.persister.do_send(UpsertRun(run));
+                self.persister.do_send(UpdateRun(run.update()));
             }
         }
         self.admit_queued(ctx);
@@ -308,7 +308,7 @@ impl Handler<Cancel> for Supervisor {
                 record.status = RunStatus::Cancelled;
                 record.updated_at = SystemTime::now();
                 record.finished_at = Some(record.updated_at);
-                self.persister.do_send(UpsertRun(record));
+                self.persister.do_send(UpdateRun(record.update()));
             }
             self.admit_queued(ctx);
             return true;

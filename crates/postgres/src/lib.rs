@@ -1,0 +1,474 @@
+//! graphloop's PostgreSQL store.
+//!
+//! - [`PgStoreConfig`]: where the database is, the pool's size and timeouts, an optional
+//!   schema. Handed to the engine as its store factory, it is *opened on the
+//!   ProgressPersister's arbiter*: the deadpool-postgres pool and every connection are
+//!   created and driven by that one loop, never shared with another.
+//! - Migrations (the SQL files in `migrations/`, applied by refinery at start-up under
+//!   a PostgreSQL advisory lock, so that several processes starting at once apply them
+//!   once).
+//! - [`PgStore`]: the [`Store`] implementation. A batch is one transaction of bulk
+//!   `UNNEST` statements; re-writing a batch is harmless (inserts are idempotent, run
+//!   rows never leave a terminal status).
+//!
+//! This crate must never be used from another loop than the one that opened the store.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use graphloop_postgres::PgStoreConfig;
+//! use graphloop_runtime::{Engine, EngineConfig};
+//! # async fn start() -> Result<(), graphloop_runtime::EngineError> {
+//! let store = PgStoreConfig::new("postgres://root@127.0.0.1:5432/test").pool_size(8);
+//! let engine = Engine::start(EngineConfig::new().store(store)).await?;
+//! # Ok(()) }
+//! ```
+
+use std::rc::Rc;
+use std::time::{Duration, SystemTime};
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use futures_util::future::LocalBoxFuture;
+use graphloop_core::{RunEvent, UserContext};
+use graphloop_runtime::{
+    Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, RunStatus, Store, StoreError, StoreFactory,
+};
+use serde_json::Value;
+use tokio_postgres::{NoTls, Row};
+use uuid::Uuid;
+
+mod migrations {
+    refinery::embed_migrations!("migrations");
+}
+
+/// How to reach PostgreSQL, and how to pool connections.
+#[derive(Debug, Clone)]
+pub struct PgStoreConfig {
+    url: String,
+    pool_size: usize,
+    schema: Option<String>,
+    connect_timeout: Duration,
+    wait_timeout: Duration,
+    create_timeout: Duration,
+    recycle_timeout: Duration,
+}
+
+impl PgStoreConfig {
+    /// A store at `url` (`postgres://user@host:port/db`), with a pool of 8 connections,
+    /// a 5 s connect and create timeout, a 30 s wait for a free connection and a 5 s
+    /// recycle timeout.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            pool_size: 8,
+            schema: None,
+            connect_timeout: Duration::from_secs(5),
+            wait_timeout: Duration::from_secs(30),
+            create_timeout: Duration::from_secs(5),
+            recycle_timeout: Duration::from_secs(5),
+        }
+    }
+
+    /// Connections in the pool (at least 1). The persister writes one batch at a time,
+    /// so a few connections serve writes and reads.
+    #[must_use]
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// Keeps graphloop's tables in this schema (created if missing): several engines, or
+    /// tests, can share one database. Letters, digits and `_` only.
+    #[must_use]
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self
+    }
+
+    /// How long to wait for a free connection before a write fails (and is retried).
+    #[must_use]
+    pub fn wait_timeout(mut self, timeout: Duration) -> Self {
+        self.wait_timeout = timeout;
+        self
+    }
+
+    /// How long creating a connection may take.
+    #[must_use]
+    pub fn create_timeout(mut self, timeout: Duration) -> Self {
+        self.create_timeout = timeout;
+        self.connect_timeout = timeout;
+        self
+    }
+
+    fn pg_config(&self) -> Result<tokio_postgres::Config, StoreError> {
+        let mut config: tokio_postgres::Config =
+            self.url.parse().map_err(|e| StoreError::Open(format!("invalid database url: {e}")))?;
+        config.connect_timeout(self.connect_timeout);
+        if config.get_application_name().is_none() {
+            config.application_name("graphloop");
+        }
+        if let Some(schema) = &self.schema {
+            if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(StoreError::Open(format!("invalid schema name `{schema}`: use letters, digits and _")));
+            }
+            config.options(format!("-c search_path={schema}"));
+        }
+        Ok(config)
+    }
+}
+
+impl StoreFactory for PgStoreConfig {
+    fn describe(&self) -> String {
+        match self.pg_config() {
+            Ok(config) => {
+                let host = config.get_hosts().first().map_or_else(
+                    || "localhost".to_owned(),
+                    |h| match h {
+                        tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                        tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+                    },
+                );
+                let port = config.get_ports().first().copied().unwrap_or(5432);
+                let db = config.get_dbname().unwrap_or("");
+                let schema = self.schema.as_deref().map(|s| format!(" (schema {s})")).unwrap_or_default();
+                format!("postgres://{host}:{port}/{db}{schema}")
+            }
+            Err(_) => "postgres (invalid url)".to_owned(),
+        }
+    }
+
+    fn open(self: Box<Self>) -> LocalBoxFuture<'static, Result<Rc<dyn Store>, StoreError>> {
+        Box::pin(async move {
+            let config = self.pg_config()?;
+            migrate(&config, self.schema.as_deref()).await?;
+            let manager =
+                Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+            let pool = Pool::builder(manager)
+                .max_size(self.pool_size)
+                .wait_timeout(Some(self.wait_timeout))
+                .create_timeout(Some(self.create_timeout))
+                .recycle_timeout(Some(self.recycle_timeout))
+                .runtime(Runtime::Tokio1)
+                .build()
+                .map_err(|e| StoreError::Open(format!("cannot build the connection pool: {e}")))?;
+            Ok(Rc::new(PgStore { pool }) as Rc<dyn Store>)
+        })
+    }
+}
+
+/// Applies the migrations, once, whoever else is starting at the same time: the
+/// advisory lock (per schema) makes concurrent starts wait for each other.
+async fn migrate(config: &tokio_postgres::Config, schema: Option<&str>) -> Result<(), StoreError> {
+    let (mut client, connection) = config.connect(NoTls).await.map_err(|e| {
+        StoreError::Open(format!("cannot connect to PostgreSQL: {e} (is it running? `just db-up` starts it)"))
+    })?;
+    // The connection is driven on this (the persister's) loop, and dropped with it.
+    let driver = tokio::spawn(connection);
+    let lock_key = format!("graphloop-migrations:{}", schema.unwrap_or("public"));
+    let migrated = async {
+        client.execute("SELECT pg_advisory_lock(hashtext($1))", &[&lock_key]).await.map_err(open_error)?;
+        let outcome = async {
+            if let Some(schema) = schema {
+                client.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {schema}")).await.map_err(open_error)?;
+            }
+            migrations::migrations::runner()
+                .run_async(&mut client)
+                .await
+                .map_err(|e| StoreError::Open(format!("migration failed: {e}")))
+        }
+        .await;
+        let unlocked = client.execute("SELECT pg_advisory_unlock(hashtext($1))", &[&lock_key]).await;
+        outcome?;
+        unlocked.map_err(open_error)?;
+        Ok(())
+    }
+    .await;
+    drop(client);
+    let _ = driver.await;
+    migrated
+}
+
+fn open_error(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Open(db_message(&e))
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn db_error(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Unavailable(db_message(&e))
+}
+
+fn db_message(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        None => e.to_string(),
+    }
+}
+
+fn to_i64(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn to_u64(n: i64, what: &str) -> Result<u64, StoreError> {
+    u64::try_from(n).map_err(|_| StoreError::Corrupt(format!("negative {what}: {n}")))
+}
+
+/// The PostgreSQL [`Store`]. Lives on the persister's arbiter, with its pool.
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let status = self.pool.status();
+        f.debug_struct("PgStore")
+            .field("size", &status.size)
+            .field("available", &status.available)
+            .field("waiting", &status.waiting)
+            .finish()
+    }
+}
+
+const INSERT_RUNS: &str = "
+    INSERT INTO runs (id, graph, graph_version, user_id, tenant, roles, status, input, output, error,
+                      step, percent, created_at, updated_at, started_at, finished_at)
+    SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::jsonb[], $7::text[],
+                         $8::jsonb[], $9::jsonb[], $10::jsonb[], $11::int8[], $12::float8[], $13::timestamptz[],
+                         $14::timestamptz[], $15::timestamptz[], $16::timestamptz[])
+    ON CONFLICT (id) DO NOTHING";
+
+const UPDATE_RUNS: &str = "
+    UPDATE runs AS r
+       SET status = u.status, output = u.output, error = u.error, step = u.step,
+           percent = GREATEST(r.percent, u.percent), updated_at = u.updated_at,
+           started_at = COALESCE(r.started_at, u.started_at), finished_at = u.finished_at
+      FROM UNNEST($1::uuid[], $2::text[], $3::jsonb[], $4::jsonb[], $5::int8[], $6::float8[],
+                  $7::timestamptz[], $8::timestamptz[], $9::timestamptz[])
+           AS u(id, status, output, error, step, percent, updated_at, started_at, finished_at)
+     WHERE r.id = u.id AND r.status NOT IN ('completed', 'failed', 'cancelled')";
+
+const INSERT_EVENTS: &str = "
+    INSERT INTO events (run_id, seq, user_id, kind, step, node, percent, data, at)
+    SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::text[], $4::text[], $5::int8[], $6::text[],
+                         $7::float8[], $8::jsonb[], $9::timestamptz[])
+    ON CONFLICT (run_id, seq) DO NOTHING";
+
+const INSERT_CHECKPOINTS: &str = "
+    INSERT INTO checkpoints (run_id, step, data, created_at)
+    SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::jsonb[], $4::timestamptz[])
+    ON CONFLICT (run_id, step) DO NOTHING";
+
+const RUN_COLUMNS: &str = "id, graph, graph_version, user_id, tenant, roles, status, input, output, error, \
+                           step, percent, created_at, updated_at, started_at, finished_at";
+
+impl PgStore {
+    async fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await.map_err(unavailable)?;
+        let tx = client.transaction().await.map_err(db_error)?;
+        if !batch.runs.is_empty() {
+            let runs = &batch.runs;
+            let ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
+            let graphs: Vec<&str> = runs.iter().map(|r| r.graph.as_str()).collect();
+            let versions: Vec<i32> = runs.iter().map(|r| i32::try_from(r.graph_version).unwrap_or(i32::MAX)).collect();
+            let users: Vec<&str> = runs.iter().map(|r| r.user.user_id.as_str()).collect();
+            let tenants: Vec<Option<&str>> = runs.iter().map(|r| r.user.tenant.as_deref()).collect();
+            let roles: Vec<Value> = runs.iter().map(|r| Value::from(r.user.roles.clone())).collect();
+            let statuses: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
+            let inputs: Vec<&Value> = runs.iter().map(|r| &r.input).collect();
+            let outputs: Vec<Option<&Value>> = runs.iter().map(|r| r.output.as_ref()).collect();
+            let errors: Vec<Option<&Value>> = runs.iter().map(|r| r.error.as_ref()).collect();
+            let steps: Vec<i64> = runs.iter().map(|r| to_i64(r.step)).collect();
+            let percents: Vec<f64> = runs.iter().map(|r| r.percent).collect();
+            let created: Vec<SystemTime> = runs.iter().map(|r| r.created_at).collect();
+            let updated: Vec<SystemTime> = runs.iter().map(|r| r.updated_at).collect();
+            let started: Vec<Option<SystemTime>> = runs.iter().map(|r| r.started_at).collect();
+            let finished: Vec<Option<SystemTime>> = runs.iter().map(|r| r.finished_at).collect();
+            let statement = tx.prepare_cached(INSERT_RUNS).await.map_err(db_error)?;
+            tx.execute(
+                &statement,
+                &[
+                    &ids, &graphs, &versions, &users, &tenants, &roles, &statuses, &inputs, &outputs, &errors, &steps,
+                    &percents, &created, &updated, &started, &finished,
+                ],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        if !batch.run_updates.is_empty() {
+            let updates = &batch.run_updates;
+            let ids: Vec<Uuid> = updates.iter().map(|u| u.id).collect();
+            let statuses: Vec<&str> = updates.iter().map(|u| u.status.as_str()).collect();
+            let outputs: Vec<Option<&Value>> = updates.iter().map(|u| u.output.as_ref()).collect();
+            let errors: Vec<Option<&Value>> = updates.iter().map(|u| u.error.as_ref()).collect();
+            let steps: Vec<i64> = updates.iter().map(|u| to_i64(u.step)).collect();
+            let percents: Vec<f64> = updates.iter().map(|u| u.percent).collect();
+            let updated: Vec<SystemTime> = updates.iter().map(|u| u.updated_at).collect();
+            let started: Vec<Option<SystemTime>> = updates.iter().map(|u| u.started_at).collect();
+            let finished: Vec<Option<SystemTime>> = updates.iter().map(|u| u.finished_at).collect();
+            let statement = tx.prepare_cached(UPDATE_RUNS).await.map_err(db_error)?;
+            tx.execute(
+                &statement,
+                &[&ids, &statuses, &outputs, &errors, &steps, &percents, &updated, &started, &finished],
+            )
+            .await
+            .map_err(db_error)?;
+        }
+        if !batch.events.is_empty() {
+            let events = &batch.events;
+            let runs: Vec<Uuid> = events.iter().map(|e| e.run_id).collect();
+            let seqs: Vec<i64> = events.iter().map(|e| to_i64(e.seq)).collect();
+            let users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+            let kinds: Vec<&str> = events.iter().map(|e| e.event.kind.name()).collect();
+            let steps: Vec<i64> = events.iter().map(|e| to_i64(e.event.step)).collect();
+            let nodes: Vec<Option<&str>> = events.iter().map(|e| e.event.kind.task()).collect();
+            let percents: Vec<f64> = events.iter().map(|e| e.event.percent).collect();
+            let data: Vec<Value> =
+                events.iter().map(|e| serde_json::to_value(&e.event)).collect::<Result<_, _>>().map_err(unavailable)?;
+            let at: Vec<SystemTime> = events.iter().map(|e| e.at).collect();
+            let statement = tx.prepare_cached(INSERT_EVENTS).await.map_err(db_error)?;
+            tx.execute(&statement, &[&runs, &seqs, &users, &kinds, &steps, &nodes, &percents, &data, &at])
+                .await
+                .map_err(db_error)?;
+        }
+        if !batch.checkpoints.is_empty() {
+            let checkpoints = &batch.checkpoints;
+            let runs: Vec<Uuid> = checkpoints.iter().map(|c| c.run_id).collect();
+            let steps: Vec<i64> = checkpoints.iter().map(|c| to_i64(c.checkpoint.step)).collect();
+            let data: Vec<Value> = checkpoints
+                .iter()
+                .map(|c| serde_json::to_value(&c.checkpoint))
+                .collect::<Result<_, _>>()
+                .map_err(unavailable)?;
+            let at: Vec<SystemTime> = checkpoints.iter().map(|c| c.at).collect();
+            let statement = tx.prepare_cached(INSERT_CHECKPOINTS).await.map_err(db_error)?;
+            tx.execute(&statement, &[&runs, &steps, &data, &at]).await.map_err(db_error)?;
+        }
+        tx.commit().await.map_err(db_error)
+    }
+
+    async fn read_run(&self, id: Uuid) -> Result<Option<RunRecord>, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        let row = client.query_opt(&sql, &[&id]).await.map_err(db_error)?;
+        row.as_ref().map(run_from_row).transpose()
+    }
+
+    async fn read_events(&self, run_id: Uuid, from_seq: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = client
+            .query(
+                "SELECT run_id, seq, user_id, data, at FROM events WHERE run_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+                &[&run_id, &to_i64(from_seq), &limit],
+            )
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                let event: RunEvent = serde_json::from_value(row.try_get("data").map_err(corrupt)?)
+                    .map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?;
+                Ok(EventRecord {
+                    run_id: row.try_get("run_id").map_err(corrupt)?,
+                    seq: to_u64(row.try_get("seq").map_err(corrupt)?, "seq")?,
+                    user_id: row.try_get("user_id").map_err(corrupt)?,
+                    at: row.try_get("at").map_err(corrupt)?,
+                    event,
+                })
+            })
+            .collect()
+    }
+
+    async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs
+              WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR graph = $3)
+                AND ($4::uuid IS NULL OR id < $4)
+              ORDER BY id DESC LIMIT $5"
+        );
+        let limit = i64::try_from(query.limit).unwrap_or(i64::MAX);
+        let status = query.status.map(RunStatus::as_str);
+        let rows = client
+            .query(&sql, &[&query.user_id, &status, &query.graph, &query.before, &limit])
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    async fn read_latest_checkpoint(&self, run_id: Uuid) -> Result<Option<CheckpointRecord>, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let row = client
+            .query_opt(
+                "SELECT data, created_at FROM checkpoints WHERE run_id = $1 ORDER BY step DESC LIMIT 1",
+                &[&run_id],
+            )
+            .await
+            .map_err(db_error)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let checkpoint = serde_json::from_value(row.try_get("data").map_err(corrupt)?)
+            .map_err(|e| StoreError::Corrupt(format!("checkpoint data: {e}")))?;
+        Ok(Some(CheckpointRecord { run_id, checkpoint, at: row.try_get("created_at").map_err(corrupt)? }))
+    }
+}
+
+fn corrupt(e: tokio_postgres::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+fn run_from_row(row: &Row) -> Result<RunRecord, StoreError> {
+    let roles: Value = row.try_get("roles").map_err(corrupt)?;
+    let roles = serde_json::from_value(roles).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
+    let status: String = row.try_get("status").map_err(corrupt)?;
+    let version: i32 = row.try_get("graph_version").map_err(corrupt)?;
+    Ok(RunRecord {
+        id: row.try_get("id").map_err(corrupt)?,
+        graph: row.try_get("graph").map_err(corrupt)?,
+        graph_version: u32::try_from(version).map_err(|_| StoreError::Corrupt(format!("graph version {version}")))?,
+        user: UserContext {
+            user_id: row.try_get("user_id").map_err(corrupt)?,
+            tenant: row.try_get("tenant").map_err(corrupt)?,
+            roles,
+        },
+        status: status.parse()?,
+        input: row.try_get("input").map_err(corrupt)?,
+        output: row.try_get("output").map_err(corrupt)?,
+        error: row.try_get("error").map_err(corrupt)?,
+        step: to_u64(row.try_get("step").map_err(corrupt)?, "step")?,
+        percent: row.try_get("percent").map_err(corrupt)?,
+        created_at: row.try_get("created_at").map_err(corrupt)?,
+        updated_at: row.try_get("updated_at").map_err(corrupt)?,
+        started_at: row.try_get("started_at").map_err(corrupt)?,
+        finished_at: row.try_get("finished_at").map_err(corrupt)?,
+    })
+}
+
+impl Store for PgStore {
+    fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<(), StoreError>> {
+        Box::pin(self.write_batch(batch))
+    }
+
+    fn run(&self, id: Uuid) -> LocalBoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
+        Box::pin(self.read_run(id))
+    }
+
+    fn events(
+        &self,
+        run_id: Uuid,
+        from_seq: u64,
+        limit: usize,
+    ) -> LocalBoxFuture<'_, Result<Vec<EventRecord>, StoreError>> {
+        Box::pin(self.read_events(run_id, from_seq, limit))
+    }
+
+    fn runs<'a>(&'a self, query: &'a RunQuery) -> LocalBoxFuture<'a, Result<Vec<RunRecord>, StoreError>> {
+        Box::pin(self.list_runs(query))
+    }
+
+    fn latest_checkpoint(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<Option<CheckpointRecord>, StoreError>> {
+        Box::pin(self.read_latest_checkpoint(run_id))
+    }
+}
