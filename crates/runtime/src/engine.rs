@@ -319,7 +319,7 @@ impl Engine {
     /// past the shutdown timeout they are stopped mid-step, at their last checkpoint),
     /// waits until the persister has written everything it accepted, then stops the
     /// engine's system and joins every thread it started.
-    pub async fn shutdown(&self) -> Result<(), EngineError> {
+    pub async fn shutdown(&self) -> Result<ShutdownReport, EngineError> {
         let timeout = self.inner.shutdown_timeout;
         match self.inner.supervisor.send(Shutdown { timeout }).await {
             Ok(()) | Err(MailboxError::Closed) => {}
@@ -328,13 +328,16 @@ impl Engine {
         // Runs stopped at the timeout report in from their actors' `Drop`; wait for
         // their arbiters before the final flush, so their last rows are in it.
         self.wait_for_arbiters(0).await?;
-        match self.inner.persister.send(Flush).await {
-            Ok(result) => result?,
-            Err(MailboxError::Closed) => {}
+        let persister = match self.inner.persister.send(Flush).await {
+            Ok(result) => {
+                result?;
+                Some(self.inner.persister.send(GetStats).await?)
+            }
+            Err(MailboxError::Closed) => None,
             Err(error) => return Err(error.into()),
-        }
+        };
         self.stop_threads().await;
-        Ok(())
+        Ok(ShutdownReport { persister })
     }
 
     async fn stop_threads(&self) {
@@ -356,6 +359,14 @@ impl Engine {
             let _ = done_rx.await;
         }
     }
+}
+
+/// What a graceful shutdown left behind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ShutdownReport {
+    /// The persister's counters after its final flush (`None` if the engine was shut
+    /// down already): `events_written == events_accepted` means nothing was lost.
+    pub persister: Option<PersisterStats>,
 }
 
 /// A run's events: see [`Engine::subscribe`].

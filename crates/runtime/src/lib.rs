@@ -33,7 +33,7 @@ mod store;
 mod supervisor;
 
 pub use config::{AdmissionConfig, EngineConfig, PersisterConfig};
-pub use engine::{Engine, EngineStats, EventStream};
+pub use engine::{Engine, EngineStats, EventStream, ShutdownReport};
 pub use error::EngineError;
 pub use memory::{MemoryStore, MemoryStoreFactory};
 pub use persister::{PersisterStats, ProgressPersister, Streamed};

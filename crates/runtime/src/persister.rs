@@ -43,6 +43,8 @@ pub enum Streamed {
 pub struct PersisterStats {
     /// What the store is (`memory`, a database address).
     pub store: String,
+    /// Events accepted from runs (all of them are written, eventually).
+    pub events_accepted: u64,
     /// Events written.
     pub events_written: u64,
     /// Rows of any kind written.
@@ -367,6 +369,7 @@ impl ProgressPersister {
 
     fn append(&mut self, record: EventRecord, ctx: &mut Context<Self>) {
         let run_id = record.run_id;
+        self.stats.events_accepted += 1;
         self.last_seq.insert(run_id, record.seq);
         self.fan_out(&record);
         self.recent.entry(run_id).or_default().insert(record.seq, record.clone());

@@ -241,19 +241,18 @@ impl Handler<RunEnded> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, ended: RunEnded, ctx: &mut Context<Self>) {
-        let Some(live) = self.running.remove(&ended.run_id) else {
+        let Some(Live { arbiter, record, .. }) = self.running.remove(&ended.run_id) else {
             return;
         };
-        if let Some(count) = self.per_user.get_mut(&live.record.user.user_id) {
+        if let Some(count) = self.per_user.get_mut(&record.user.user_id) {
             *count = count.saturating_sub(1);
             if *count == 0 {
-                self.per_user.remove(&live.record.user.user_id);
+                self.per_user.remove(&record.user.user_id);
             }
         }
-        self.reaper.reap(live.arbiter);
         if ended.status.is_none() {
             let cause = ended.died.unwrap_or_else(|| "the run's actor died".into());
-            let mut run = live.record;
+            let mut run = record;
             run.step = ended.step;
             run.percent = ended.percent;
             run.updated_at = SystemTime::now();
@@ -272,6 +271,9 @@ impl Handler<RunEnded> for Supervisor {
                 self.persister.do_send(UpdateRun(run.update()));
             }
         }
+        // Reaped only once the run's end is handed to the persister: whoever waits for
+        // the arbiters (a shutdown about to flush) then finds its rows in the buffer.
+        self.reaper.reap(arbiter);
         self.admit_queued(ctx);
         self.check_drained();
     }
