@@ -20,6 +20,7 @@ test:
 # Benchmarks: print the figures recorded in docs/benchmarks.md.
 bench:
     cargo run --release --locked --example bench_core
+    cargo run --release --locked --example bench_engine
 
 # The main job.
 demo:

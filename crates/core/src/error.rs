@@ -165,7 +165,11 @@ impl NodeError {
 }
 
 /// Why a run of a compiled graph stopped without completing.
+///
+/// Serialized with a `kind` tag in snake_case (`{"kind": "node_failed", "node": ...}`),
+/// as events are.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RunError {
     /// A node failed for good (fatal error, or retries exhausted).
@@ -238,4 +242,10 @@ pub enum RunError {
     /// The run was cancelled.
     #[error("run cancelled")]
     Cancelled,
+    /// Whatever was executing the run stopped unexpectedly (a runtime's actor died).
+    #[error("run aborted: {reason}")]
+    Aborted {
+        /// What happened.
+        reason: String,
+    },
 }

@@ -535,7 +535,7 @@ impl Handler<RecordDeath> for ProgressPersister {
 
     fn handle(&mut self, RecordDeath { run, cause }: RecordDeath, ctx: &mut Context<Self>) {
         let seq = self.last_seq.get(&run.id).copied().unwrap_or(0) + 1;
-        let error = graphloop_core::RunError::State { reason: cause };
+        let error = graphloop_core::RunError::Aborted { reason: cause };
         let event = RunEvent { step: run.step, percent: run.percent, kind: EventKind::RunFailed { error } };
         let record =
             EventRecord { run_id: run.id, seq, user_id: run.user.user_id.clone(), at: SystemTime::now(), event };

@@ -263,7 +263,7 @@ impl Handler<RunEnded> for Supervisor {
                 self.stats.died += 1;
                 run.status = RunStatus::Failed;
                 run.finished_at = Some(run.updated_at);
-                run.error = Some(serde_json::Value::String(cause.clone()));
+                run.error = serde_json::to_value(graphloop_core::RunError::Aborted { reason: cause.clone() }).ok();
                 self.persister.do_send(RecordDeath { run, cause });
             } else {
                 // Stopped by shutdown: resumable from its last checkpoint.

@@ -1,0 +1,196 @@
+//! Benchmarks of the actor runtime, printed as figures for docs/benchmarks.md.
+//!
+//! Run with `just bench` (`cargo run --release --example bench_engine`). W3 and P1 need
+//! PostgreSQL: `DATABASE_URL` (default `postgres://root@127.0.0.1:5432/test`); each run
+//! uses a fresh schema and drops it afterwards.
+//!
+//! - W1: 1,000 sequential runs of an 8-node chain of trivial nodes, in-memory store.
+//! - W2: 1,000 concurrent runs of the same graph, in-memory store.
+//! - W3: 200 concurrent runs on PostgreSQL, each step committed before the next starts.
+//! - P1: the persister's write path alone: 20,000 events to PostgreSQL in group-commit
+//!   batches, against one transaction per event.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use graphloop::{
+    Batch, Engine, EngineConfig, EventKind, EventRecord, GraphBuilder, PgStoreConfig, RunEvent, RunRecord, RunStatus,
+    StoreFactory, Update, UserContext, END, START,
+};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct Chain {
+    n: u64,
+}
+
+fn chain() -> Result<graphloop::Graph<Chain>, graphloop::GraphError> {
+    let mut builder = GraphBuilder::<Chain>::new("chain");
+    for i in 0..8 {
+        builder =
+            builder.node(format!("n{i}"), |s: Arc<Chain>, _ctx| async move { Ok(Update::new().set("n", s.n + 1)) });
+    }
+    builder = builder.edge(START, "n0").edge("n7", END);
+    for i in 1..8 {
+        builder = builder.edge(format!("n{}", i - 1), format!("n{i}"));
+    }
+    builder.compile()
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let kib: f64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    kib / 1024.0
+}
+
+async fn concurrent(engine: &Engine, runs: usize) -> Result<f64, Box<dyn std::error::Error>> {
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(runs);
+    for i in 0..runs {
+        ids.push(engine.start_run("chain", &Chain::default(), UserContext::new(format!("u{}", i % 10))).await?);
+    }
+    for id in ids {
+        let done = engine.wait(id).await?;
+        assert_eq!(done.status, RunStatus::Completed);
+    }
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn database_url() -> String {
+    std::env::var("DATABASE_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".to_owned())
+}
+
+async fn admin() -> Option<tokio_postgres::Client> {
+    let (client, connection) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.ok()?;
+    tokio::spawn(connection);
+    Some(client)
+}
+
+/// P1: events/s through the store's write path, in batches of `batch` events.
+fn store_throughput(
+    schema: &str,
+    events: usize,
+    batch: usize,
+) -> Result<f64, Box<dyn std::error::Error + Send + Sync>> {
+    let store = PgStoreConfig::new(database_url()).schema(schema).pool_size(2);
+    let system = actix_rt::System::new();
+    system.block_on(async move {
+        let store = Box::new(store).open().await?;
+        let run = RunRecord {
+            id: uuid::Uuid::now_v7(),
+            graph: "bench".into(),
+            graph_version: 1,
+            user: UserContext::new("bench"),
+            status: RunStatus::Running,
+            input: serde_json::json!({}),
+            output: None,
+            error: None,
+            step: 0,
+            percent: 0.0,
+            created_at: SystemTime::now(),
+            updated_at: SystemTime::now(),
+            started_at: None,
+            finished_at: None,
+        };
+        store.write(&Batch { runs: vec![run.clone()], ..Batch::default() }).await?;
+        let event = |seq: usize| EventRecord {
+            run_id: run.id,
+            seq: seq as u64,
+            user_id: "bench".into(),
+            at: SystemTime::now(),
+            event: RunEvent {
+                step: 1,
+                percent: 50.0,
+                kind: EventKind::NodeCompleted { task: "n".into(), attempts: 1 },
+            },
+        };
+        let store: Rc<dyn graphloop::Store> = store;
+        let started = Instant::now();
+        let mut seq = 1;
+        while seq <= events {
+            let upto = (seq + batch).min(events + 1);
+            let batch = Batch { events: (seq..upto).map(event).collect(), ..Batch::default() };
+            store.write(&batch).await?;
+            seq = upto;
+        }
+        Ok(events as f64 / started.elapsed().as_secs_f64())
+    })
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
+    rt.block_on(async {
+        let graph = chain()?;
+
+        let engine = Engine::start(EngineConfig::new()).await?;
+        engine.register(graph.clone())?;
+        concurrent(&engine, 50).await?; // warm-up
+        let runs = 1_000;
+        let started = Instant::now();
+        for _ in 0..runs {
+            let id = engine.start_run("chain", &Chain::default(), UserContext::new("u")).await?;
+            engine.wait(id).await?;
+        }
+        let per_run = started.elapsed().as_secs_f64() * 1e6 / runs as f64;
+        println!(
+            "W1 {runs} sequential runs, 8-node chain, memory store: {per_run:.0} µs/run, {:.1} µs/step (incl. actor, arbiter and wait round trips)",
+            per_run / 8.0
+        );
+        engine.shutdown().await?;
+
+        let engine = Engine::start(EngineConfig::new().max_running(1_000)).await?;
+        engine.register(graph.clone())?;
+        let secs = concurrent(&engine, 1_000).await?;
+        println!(
+            "W2 1,000 concurrent runs, memory store: {:.0} runs/s, {:.0} steps/s, peak RSS {:.0} MiB",
+            1_000.0 / secs,
+            8_000.0 / secs,
+            peak_rss_mib()
+        );
+        engine.shutdown().await?;
+
+        let Some(admin) = admin().await else {
+            println!("W3, P1: skipped, PostgreSQL not reachable at {} (`just db-up`)", database_url());
+            return Ok::<(), Box<dyn std::error::Error>>(());
+        };
+        let schema = format!("glbench_{}", uuid::Uuid::now_v7().simple());
+        let store = PgStoreConfig::new(database_url()).schema(&schema);
+        let engine = Engine::start(EngineConfig::new().store(store).max_running(200)).await?;
+        engine.register(graph)?;
+        concurrent(&engine, 50).await?; // warm-up
+        let secs = concurrent(&engine, 200).await?;
+        let stats = engine.shutdown().await?.persister.unwrap_or_default();
+        println!(
+            "W3 200 concurrent runs, PostgreSQL, sync commit per step: {:.0} runs/s, {:.0} steps/s, {:.0} rows/s ({} transactions for 250 runs, {:.0} rows each)",
+            200.0 / secs,
+            1_600.0 / secs,
+            stats.rows_written as f64 * 0.8 / secs,
+            stats.batches_written,
+            stats.rows_written as f64 / stats.batches_written.max(1) as f64,
+        );
+
+        let p1_schema = format!("{schema}_p1");
+        let (grouped, single) = tokio::task::spawn_blocking(move || {
+            let grouped = store_throughput(&p1_schema, 20_000, 2_000);
+            let single_schema = format!("{p1_schema}_single");
+            let single = store_throughput(&single_schema, 2_000, 1);
+            (grouped.map_err(|e| e.to_string()), single.map_err(|e| e.to_string()))
+        })
+        .await?;
+        println!(
+            "P1 store write path, PostgreSQL: group commit (2,000 events/transaction) {:.0} events/s; one transaction per event {:.0} events/s",
+            grouped?, single?
+        );
+        for s in [schema.clone(), format!("{schema}_p1"), format!("{schema}_p1_single")] {
+            admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE")).await?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
