@@ -26,13 +26,17 @@ struct Chain {
 }
 
 fn chain() -> Result<graphloop::Graph<Chain>, graphloop::GraphError> {
-    let mut builder = GraphBuilder::<Chain>::new("chain");
-    for i in 0..8 {
+    chain_of("chain", 8)
+}
+
+fn chain_of(name: &str, len: usize) -> Result<graphloop::Graph<Chain>, graphloop::GraphError> {
+    let mut builder = GraphBuilder::<Chain>::new(name);
+    for i in 0..len {
         builder =
             builder.node(format!("n{i}"), |s: Arc<Chain>, _ctx| async move { Ok(Update::new().set("n", s.n + 1)) });
     }
-    builder = builder.edge(START, "n0").edge("n7", END);
-    for i in 1..8 {
+    builder = builder.edge(START, "n0").edge(format!("n{}", len - 1), END);
+    for i in 1..len {
         builder = builder.edge(format!("n{}", i - 1), format!("n{i}"));
     }
     builder.compile()
@@ -130,17 +134,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
         let engine = Engine::start(EngineConfig::new()).await?;
         engine.register(graph.clone())?;
+        engine.register(chain_of("short", 1)?)?;
+        engine.register(chain_of("long", 33)?)?;
         concurrent(&engine, 50).await?; // warm-up
         let runs = 1_000;
-        let started = Instant::now();
-        for _ in 0..runs {
-            let id = engine.start_run("chain", &Chain::default(), UserContext::new("u")).await?;
-            engine.wait(id).await?;
+        let mut per_run = Vec::new();
+        for name in ["short", "chain", "long"] {
+            let started = Instant::now();
+            for _ in 0..runs {
+                let id = engine.start_run(name, &Chain::default(), UserContext::new("u")).await?;
+                engine.wait(id).await?;
+            }
+            per_run.push(started.elapsed().as_secs_f64() * 1e6 / runs as f64);
         }
-        let per_run = started.elapsed().as_secs_f64() * 1e6 / runs as f64;
         println!(
-            "W1 {runs} sequential runs, 8-node chain, memory store: {per_run:.0} µs/run, {:.1} µs/step (incl. actor, arbiter and wait round trips)",
-            per_run / 8.0
+            "W1 {runs} sequential runs, memory store: 8-node chain {:.0} µs/run; 1-node {:.0} µs/run, 33-node {:.0} µs/run: {:.1} µs per added step",
+            per_run[1],
+            per_run[0],
+            per_run[2],
+            (per_run[2] - per_run[0]) / 32.0
         );
         engine.shutdown().await?;
 

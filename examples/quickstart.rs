@@ -1,14 +1,15 @@
-//! A small review workflow run by the reference executor, printing its events as they
-//! happen: a parallel fan-out with a join, a dynamic fan-out over sections, a conditional
-//! edge, retries and graph-aware progress.
+//! A small review workflow run by the engine: two contracts, each its own supervised run
+//! on its own arbiter, followed live. Shows a parallel fan-out with a join, a dynamic
+//! fan-out over sections, a conditional edge, retries and graph-aware progress.
 //!
-//! Run with `cargo run --example quickstart`.
+//! Run with `cargo run --example quickstart` (in-memory store), or with `DATABASE_URL`
+//! set to store the runs in PostgreSQL.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use graphloop::prelude::*;
-use graphloop::{EventKind, RunEvent};
+use graphloop::{Engine, EngineConfig, EventKind, PgStoreConfig, RunEvent, Streamed};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -60,25 +61,64 @@ fn graph() -> Result<graphloop::Graph<Review>, graphloop::GraphError> {
         .compile()
 }
 
-fn print_event(event: RunEvent) {
-    let what = match &event.kind {
+fn describe(event: &RunEvent) -> Option<String> {
+    Some(match &event.kind {
         EventKind::StepStarted { tasks } => format!("step {} started: {}", event.step, tasks.join(", ")),
         EventKind::NodeProgress { task, message, .. } => format!("  {task}: {message}"),
         EventKind::NodeCompleted { task, attempts } => format!("  {task} done ({attempts} attempt(s))"),
         EventKind::RunCompleted => "run completed".to_owned(),
         EventKind::RunFailed { error } => format!("run failed: {error}"),
-        _ => return,
-    };
-    println!("[{:5.1}%] {what}", event.percent);
+        _ => return None,
+    })
 }
 
-fn main() -> Result<(), Box<dyn std::error::Error>> {
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let graph = graph()?;
     println!("{}", graph.to_mermaid());
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
-    let input = Review { text: CONTRACT.to_owned(), ..Review::default() };
-    let user = UserContext::new("demo");
-    let review = runtime.block_on(Executor::new(&graph).user(user).events(print_event).run(input))?;
-    println!("\nwords: {}, score: {}, findings: {:?}", review.words, review.score, review.findings);
+
+    // With DATABASE_URL, runs are stored in PostgreSQL; without, in memory.
+    let mut config = EngineConfig::new();
+    if let Ok(url) = std::env::var("DATABASE_URL") {
+        config = config.store(PgStoreConfig::new(url));
+    }
+    let engine = Engine::start(config).await?;
+    engine.register(graph)?;
+
+    let contracts = [CONTRACT, "1. Fees. Payment is due within 30 days.\n2. Law. Governed by the laws of Ontario."];
+    let mut runs = Vec::new();
+    for (i, text) in contracts.iter().enumerate() {
+        let input = Review { text: (*text).to_owned(), ..Review::default() };
+        runs.push((i + 1, engine.start_run("quick-review", &input, UserContext::new("demo")).await?));
+    }
+    // Follow each run live, as a web page would over SSE.
+    let mut followers = Vec::new();
+    for (n, run) in &runs {
+        let (n, mut events) = (*n, engine.subscribe(*run, 1).await?);
+        followers.push(tokio::spawn(async move {
+            while let Some(item) = events.next().await {
+                let event = match &item {
+                    Streamed::Event(record) => &record.event,
+                    Streamed::Progress { event, .. } => event,
+                };
+                if let Some(line) = describe(event) {
+                    println!("contract {n} [{:5.1}%] {line}", event.percent);
+                }
+            }
+        }));
+    }
+    for follower in followers {
+        follower.await?;
+    }
+    println!();
+    for (n, run) in runs {
+        let done = engine.wait(run).await?;
+        let review: Review = serde_json::from_value(done.output.unwrap_or_default())?;
+        println!(
+            "contract {n}: {} — words {}, score {}, findings {:?}",
+            done.status, review.words, review.score, review.findings
+        );
+    }
+    engine.shutdown().await?;
     Ok(())
 }
