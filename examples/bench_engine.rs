@@ -179,12 +179,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let secs = concurrent(&engine, 200).await?;
         let stats = engine.shutdown().await?.persister.unwrap_or_default();
         println!(
-            "W3 200 concurrent runs, PostgreSQL, sync commit per step: {:.0} runs/s, {:.0} steps/s, {:.0} rows/s ({} transactions for 250 runs, {:.0} rows each)",
+            "W3 200 concurrent runs, PostgreSQL, sync commit per step: {:.0} runs/s, {:.0} steps/s, {:.0} rows/s ({} transactions for 250 runs, {:.0} rows and {:.1} ms each)",
             200.0 / secs,
             1_600.0 / secs,
             stats.rows_written as f64 * 0.8 / secs,
             stats.batches_written,
             stats.rows_written as f64 / stats.batches_written.max(1) as f64,
+            stats.total_commit_latency.as_secs_f64() * 1e3 / stats.batches_written.max(1) as f64,
         );
 
         let p1_schema = format!("{schema}_p1");

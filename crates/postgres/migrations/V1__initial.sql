@@ -31,7 +31,7 @@ CREATE INDEX runs_by_user_newest ON runs (user_id, id DESC);
 CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'running', 'waiting', 'interrupted');
 
 CREATE TABLE events (
-    run_id  uuid NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    run_id  uuid NOT NULL,
     seq     bigint NOT NULL,
     user_id text NOT NULL,
     kind    text NOT NULL,
@@ -45,7 +45,7 @@ CREATE TABLE events (
 );
 
 CREATE TABLE checkpoints (
-    run_id     uuid NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    run_id     uuid NOT NULL,
     step       bigint NOT NULL,
     data       jsonb NOT NULL,
     created_at timestamptz NOT NULL,

@@ -267,84 +267,145 @@ impl PgStore {
     async fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut client = self.pool.get().await.map_err(unavailable)?;
         let tx = client.transaction().await.map_err(db_error)?;
-        if !batch.runs.is_empty() {
-            let runs = &batch.runs;
-            let ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
-            let graphs: Vec<&str> = runs.iter().map(|r| r.graph.as_str()).collect();
-            let versions: Vec<i32> = runs.iter().map(|r| i32::try_from(r.graph_version).unwrap_or(i32::MAX)).collect();
-            let users: Vec<&str> = runs.iter().map(|r| r.user.user_id.as_str()).collect();
-            let tenants: Vec<Option<&str>> = runs.iter().map(|r| r.user.tenant.as_deref()).collect();
-            let roles: Vec<Value> = runs.iter().map(|r| Value::from(r.user.roles.clone())).collect();
-            let statuses: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
-            let inputs: Vec<&Value> = runs.iter().map(|r| &r.input).collect();
-            let outputs: Vec<Option<&Value>> = runs.iter().map(|r| r.output.as_ref()).collect();
-            let errors: Vec<Option<&Value>> = runs.iter().map(|r| r.error.as_ref()).collect();
-            let steps: Vec<i64> = runs.iter().map(|r| to_i64(r.step)).collect();
-            let percents: Vec<f64> = runs.iter().map(|r| r.percent).collect();
-            let created: Vec<SystemTime> = runs.iter().map(|r| r.created_at).collect();
-            let updated: Vec<SystemTime> = runs.iter().map(|r| r.updated_at).collect();
-            let started: Vec<Option<SystemTime>> = runs.iter().map(|r| r.started_at).collect();
-            let finished: Vec<Option<SystemTime>> = runs.iter().map(|r| r.finished_at).collect();
-            let statement = tx.prepare_cached(INSERT_RUNS).await.map_err(db_error)?;
+        // The statements are independent of each other's results: they are sent together
+        // (tokio-postgres pipelines concurrent queries on one connection) and run in order.
+        let (insert_runs, update_runs, insert_events, insert_checkpoints) = futures_util::future::try_join4(
+            tx.prepare_cached(INSERT_RUNS),
+            tx.prepare_cached(UPDATE_RUNS),
+            tx.prepare_cached(INSERT_EVENTS),
+            tx.prepare_cached(INSERT_CHECKPOINTS),
+        )
+        .await
+        .map_err(db_error)?;
+
+        let runs = &batch.runs;
+        let run_ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
+        let graphs: Vec<&str> = runs.iter().map(|r| r.graph.as_str()).collect();
+        let versions: Vec<i32> = runs.iter().map(|r| i32::try_from(r.graph_version).unwrap_or(i32::MAX)).collect();
+        let run_users: Vec<&str> = runs.iter().map(|r| r.user.user_id.as_str()).collect();
+        let tenants: Vec<Option<&str>> = runs.iter().map(|r| r.user.tenant.as_deref()).collect();
+        let roles: Vec<Value> = runs.iter().map(|r| Value::from(r.user.roles.clone())).collect();
+        let run_statuses: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
+        let inputs: Vec<&Value> = runs.iter().map(|r| &r.input).collect();
+        let run_outputs: Vec<Option<&Value>> = runs.iter().map(|r| r.output.as_ref()).collect();
+        let run_errors: Vec<Option<&Value>> = runs.iter().map(|r| r.error.as_ref()).collect();
+        let run_steps: Vec<i64> = runs.iter().map(|r| to_i64(r.step)).collect();
+        let run_percents: Vec<f64> = runs.iter().map(|r| r.percent).collect();
+        let created: Vec<SystemTime> = runs.iter().map(|r| r.created_at).collect();
+        let run_updated: Vec<SystemTime> = runs.iter().map(|r| r.updated_at).collect();
+        let run_started: Vec<Option<SystemTime>> = runs.iter().map(|r| r.started_at).collect();
+        let run_finished: Vec<Option<SystemTime>> = runs.iter().map(|r| r.finished_at).collect();
+
+        let updates = &batch.run_updates;
+        let update_ids: Vec<Uuid> = updates.iter().map(|u| u.id).collect();
+        let update_statuses: Vec<&str> = updates.iter().map(|u| u.status.as_str()).collect();
+        let update_outputs: Vec<Option<&Value>> = updates.iter().map(|u| u.output.as_ref()).collect();
+        let update_errors: Vec<Option<&Value>> = updates.iter().map(|u| u.error.as_ref()).collect();
+        let update_steps: Vec<i64> = updates.iter().map(|u| to_i64(u.step)).collect();
+        let update_percents: Vec<f64> = updates.iter().map(|u| u.percent).collect();
+        let update_updated: Vec<SystemTime> = updates.iter().map(|u| u.updated_at).collect();
+        let update_started: Vec<Option<SystemTime>> = updates.iter().map(|u| u.started_at).collect();
+        let update_finished: Vec<Option<SystemTime>> = updates.iter().map(|u| u.finished_at).collect();
+
+        let events = &batch.events;
+        let event_runs: Vec<Uuid> = events.iter().map(|e| e.run_id).collect();
+        let seqs: Vec<i64> = events.iter().map(|e| to_i64(e.seq)).collect();
+        let event_users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+        let kinds: Vec<&str> = events.iter().map(|e| e.event.kind.name()).collect();
+        let event_steps: Vec<i64> = events.iter().map(|e| to_i64(e.event.step)).collect();
+        let nodes: Vec<Option<&str>> = events.iter().map(|e| e.event.kind.task()).collect();
+        let event_percents: Vec<f64> = events.iter().map(|e| e.event.percent).collect();
+        let event_data: Vec<Value> =
+            events.iter().map(|e| serde_json::to_value(&e.event)).collect::<Result<_, _>>().map_err(unavailable)?;
+        let event_at: Vec<SystemTime> = events.iter().map(|e| e.at).collect();
+
+        let checkpoints = &batch.checkpoints;
+        let checkpoint_runs: Vec<Uuid> = checkpoints.iter().map(|c| c.run_id).collect();
+        let checkpoint_steps: Vec<i64> = checkpoints.iter().map(|c| to_i64(c.checkpoint.step)).collect();
+        let checkpoint_data: Vec<Value> = checkpoints
+            .iter()
+            .map(|c| serde_json::to_value(&c.checkpoint))
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
+        let checkpoint_at: Vec<SystemTime> = checkpoints.iter().map(|c| c.at).collect();
+
+        let insert_runs = async {
+            if runs.is_empty() {
+                return Ok(0);
+            }
             tx.execute(
-                &statement,
+                &insert_runs,
                 &[
-                    &ids, &graphs, &versions, &users, &tenants, &roles, &statuses, &inputs, &outputs, &errors, &steps,
-                    &percents, &created, &updated, &started, &finished,
+                    &run_ids,
+                    &graphs,
+                    &versions,
+                    &run_users,
+                    &tenants,
+                    &roles,
+                    &run_statuses,
+                    &inputs,
+                    &run_outputs,
+                    &run_errors,
+                    &run_steps,
+                    &run_percents,
+                    &created,
+                    &run_updated,
+                    &run_started,
+                    &run_finished,
                 ],
             )
             .await
-            .map_err(db_error)?;
-        }
-        if !batch.run_updates.is_empty() {
-            let updates = &batch.run_updates;
-            let ids: Vec<Uuid> = updates.iter().map(|u| u.id).collect();
-            let statuses: Vec<&str> = updates.iter().map(|u| u.status.as_str()).collect();
-            let outputs: Vec<Option<&Value>> = updates.iter().map(|u| u.output.as_ref()).collect();
-            let errors: Vec<Option<&Value>> = updates.iter().map(|u| u.error.as_ref()).collect();
-            let steps: Vec<i64> = updates.iter().map(|u| to_i64(u.step)).collect();
-            let percents: Vec<f64> = updates.iter().map(|u| u.percent).collect();
-            let updated: Vec<SystemTime> = updates.iter().map(|u| u.updated_at).collect();
-            let started: Vec<Option<SystemTime>> = updates.iter().map(|u| u.started_at).collect();
-            let finished: Vec<Option<SystemTime>> = updates.iter().map(|u| u.finished_at).collect();
-            let statement = tx.prepare_cached(UPDATE_RUNS).await.map_err(db_error)?;
+        };
+        let update_runs = async {
+            if updates.is_empty() {
+                return Ok(0);
+            }
             tx.execute(
-                &statement,
-                &[&ids, &statuses, &outputs, &errors, &steps, &percents, &updated, &started, &finished],
+                &update_runs,
+                &[
+                    &update_ids,
+                    &update_statuses,
+                    &update_outputs,
+                    &update_errors,
+                    &update_steps,
+                    &update_percents,
+                    &update_updated,
+                    &update_started,
+                    &update_finished,
+                ],
             )
             .await
-            .map_err(db_error)?;
-        }
-        if !batch.events.is_empty() {
-            let events = &batch.events;
-            let runs: Vec<Uuid> = events.iter().map(|e| e.run_id).collect();
-            let seqs: Vec<i64> = events.iter().map(|e| to_i64(e.seq)).collect();
-            let users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
-            let kinds: Vec<&str> = events.iter().map(|e| e.event.kind.name()).collect();
-            let steps: Vec<i64> = events.iter().map(|e| to_i64(e.event.step)).collect();
-            let nodes: Vec<Option<&str>> = events.iter().map(|e| e.event.kind.task()).collect();
-            let percents: Vec<f64> = events.iter().map(|e| e.event.percent).collect();
-            let data: Vec<Value> =
-                events.iter().map(|e| serde_json::to_value(&e.event)).collect::<Result<_, _>>().map_err(unavailable)?;
-            let at: Vec<SystemTime> = events.iter().map(|e| e.at).collect();
-            let statement = tx.prepare_cached(INSERT_EVENTS).await.map_err(db_error)?;
-            tx.execute(&statement, &[&runs, &seqs, &users, &kinds, &steps, &nodes, &percents, &data, &at])
+        };
+        let insert_events = async {
+            if events.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(
+                &insert_events,
+                &[
+                    &event_runs,
+                    &seqs,
+                    &event_users,
+                    &kinds,
+                    &event_steps,
+                    &nodes,
+                    &event_percents,
+                    &event_data,
+                    &event_at,
+                ],
+            )
+            .await
+        };
+        let insert_checkpoints = async {
+            if checkpoints.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&insert_checkpoints, &[&checkpoint_runs, &checkpoint_steps, &checkpoint_data, &checkpoint_at])
                 .await
-                .map_err(db_error)?;
-        }
-        if !batch.checkpoints.is_empty() {
-            let checkpoints = &batch.checkpoints;
-            let runs: Vec<Uuid> = checkpoints.iter().map(|c| c.run_id).collect();
-            let steps: Vec<i64> = checkpoints.iter().map(|c| to_i64(c.checkpoint.step)).collect();
-            let data: Vec<Value> = checkpoints
-                .iter()
-                .map(|c| serde_json::to_value(&c.checkpoint))
-                .collect::<Result<_, _>>()
-                .map_err(unavailable)?;
-            let at: Vec<SystemTime> = checkpoints.iter().map(|c| c.at).collect();
-            let statement = tx.prepare_cached(INSERT_CHECKPOINTS).await.map_err(db_error)?;
-            tx.execute(&statement, &[&runs, &steps, &data, &at]).await.map_err(db_error)?;
-        }
+        };
+        futures_util::future::try_join4(insert_runs, update_runs, insert_events, insert_checkpoints)
+            .await
+            .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
     }
 

@@ -9,6 +9,7 @@ use crate::store::StoreFactory;
 /// below) and change what you need.
 pub struct EngineConfig {
     pub(crate) store: Box<dyn StoreFactory>,
+    pub(crate) durability: Durability,
     pub(crate) admission: AdmissionConfig,
     pub(crate) persister: PersisterConfig,
     pub(crate) shutdown_timeout: Duration,
@@ -24,6 +25,7 @@ impl std::fmt::Debug for EngineConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("EngineConfig")
             .field("store", &self.store.describe())
+            .field("durability", &self.durability)
             .field("admission", &self.admission)
             .field("persister", &self.persister)
             .field("shutdown_timeout", &self.shutdown_timeout)
@@ -36,6 +38,7 @@ impl EngineConfig {
     pub fn new() -> Self {
         Self {
             store: Box::new(MemoryStoreFactory),
+            durability: Durability::Sync,
             admission: AdmissionConfig::default(),
             persister: PersisterConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
@@ -46,6 +49,14 @@ impl EngineConfig {
     #[must_use]
     pub fn store(mut self, factory: impl StoreFactory) -> Self {
         self.store = Box::new(factory);
+        self
+    }
+
+    /// When a step's commit must be durable before the next step starts (see
+    /// [`Durability`]; `Sync` by default).
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
         self
     }
 
@@ -85,6 +96,21 @@ impl EngineConfig {
         self.shutdown_timeout = timeout;
         self
     }
+}
+
+/// When a run's step commits are durable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Durability {
+    /// The next step starts only once the previous step's events and checkpoint are
+    /// committed: a committed step never runs again after a crash, and a run never gets
+    /// ahead of what is stored. Each step waits for a (group) commit.
+    #[default]
+    Sync,
+    /// The next step starts at once; the step's writes are committed in the background.
+    /// After a crash, the steps not yet committed run again (at most the buffer's worth).
+    /// Runs still wait when the persister's buffer is full, so memory stays bounded.
+    Async,
 }
 
 /// Admission limits of the Supervisor.

@@ -17,6 +17,7 @@ use crate::error::EngineError;
 use crate::persister::{
     Flush, GetStats, ListRuns, PersisterStats, ProgressPersister, ReadEvents, ReadRun, Streamed, Subscribe,
 };
+use crate::run::CommitPolicy;
 use crate::run::{ErasedGraph, RunSnapshot};
 use crate::store::{EventRecord, RunQuery, RunRecord, RunStatus};
 use crate::supervisor::{
@@ -97,7 +98,8 @@ impl Engine {
     /// arbiter). Fails if the store cannot be opened (database unreachable, migration
     /// failed).
     pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
-        let EngineConfig { store, admission, persister, shutdown_timeout } = config;
+        let EngineConfig { store, durability, admission, persister, shutdown_timeout } = config;
+
         let (reaper, arbiters, reaper_thread) =
             Reaper::start().map_err(|e| EngineError::Unavailable(format!("cannot start the reaper thread: {e}")))?;
         let (started_tx, started_rx) = oneshot::channel();
@@ -113,7 +115,8 @@ impl Engine {
                     let persister = ProgressPersister::start_in_arbiter(&persister_arbiter.handle(), move |_| {
                         ProgressPersister::new(persister, store, ready_tx)
                     });
-                    let supervisor = Supervisor::new(admission, persister.clone(), reaper).start();
+                    let commits = CommitPolicy { durability };
+                    let supervisor = Supervisor::new(admission, persister.clone(), reaper, commits).start();
                     let _ = started_tx.send((System::current(), supervisor, persister));
                     persister_arbiter
                 });
@@ -230,7 +233,7 @@ impl Engine {
             return Ok(snapshot);
         }
         match self.inner.persister.send(ReadRun(run_id)).await?? {
-            Some(run) => Ok(RunSnapshot { run, tasks: Vec::new() }),
+            Some(run) => Ok(RunSnapshot { run, tasks: Vec::new(), waiting_for_commit: false }),
             None => Err(EngineError::UnknownRun(run_id)),
         }
     }

@@ -55,6 +55,8 @@ pub struct PersisterStats {
     pub last_batch_rows: usize,
     /// How long the last commit took.
     pub last_commit_latency: Duration,
+    /// How long all commits took, together (divide by `batches_written` for the mean).
+    pub total_commit_latency: Duration,
     /// Write attempts that failed (and were retried).
     pub write_failures: u64,
     /// Failures since the last successful write (0: healthy).
@@ -65,6 +67,8 @@ pub struct PersisterStats {
     pub buffered: usize,
     /// Live subscribers.
     pub subscribers: usize,
+    /// Runs waiting for room in a full buffer (backpressure at work).
+    pub waiting_for_room: usize,
 }
 
 /// The latest progress tick of one run, coalesced: nodes overwrite it, the persister
@@ -85,10 +89,14 @@ impl TickSlot {
     }
 }
 
-/// A run's event, to store and fan out.
-#[derive(Message)]
+/// A run's events (in seq order) and the latest change to its row, to store and fan
+/// out.
+#[derive(Message, Default)]
 #[rtype(result = "()")]
-pub(crate) struct Append(pub(crate) EventRecord);
+pub(crate) struct Record {
+    pub(crate) events: Vec<EventRecord>,
+    pub(crate) update: Option<RunUpdate>,
+}
 
 /// A new run's row, to insert.
 #[derive(Message)]
@@ -113,6 +121,7 @@ pub(crate) struct Tick {
 #[derive(Message)]
 #[rtype(result = "Result<(), EngineError>")]
 pub(crate) struct Commit {
+    pub(crate) record: Record,
     pub(crate) checkpoint: Option<CheckpointRecord>,
     pub(crate) durable: bool,
 }
@@ -313,6 +322,7 @@ impl ProgressPersister {
         self.stats.batches_written += 1;
         self.stats.last_batch_rows = batch.len();
         self.stats.last_commit_latency = latency;
+        self.stats.total_commit_latency += latency;
         self.stats.consecutive_failures = 0;
         self.stats.last_error = None;
         for event in &batch.events {
@@ -375,6 +385,15 @@ impl ProgressPersister {
         self.recent.entry(run_id).or_default().insert(record.seq, record.clone());
         self.pending.events.push(record);
         self.accepted_row(ctx);
+    }
+
+    fn record(&mut self, Record { events, update }: Record, ctx: &mut Context<Self>) {
+        for event in events {
+            self.append(event, ctx);
+        }
+        if let Some(update) = update {
+            self.update_run(update, ctx);
+        }
     }
 
     fn update_run(&mut self, update: RunUpdate, ctx: &mut Context<Self>) {
@@ -464,11 +483,11 @@ impl Actor for ProgressPersister {
     }
 }
 
-impl Handler<Append> for ProgressPersister {
+impl Handler<Record> for ProgressPersister {
     type Result = ();
 
-    fn handle(&mut self, Append(record): Append, ctx: &mut Context<Self>) {
-        self.append(record, ctx);
+    fn handle(&mut self, record: Record, ctx: &mut Context<Self>) {
+        self.record(record, ctx);
     }
 }
 
@@ -507,6 +526,7 @@ impl Handler<Commit> for ProgressPersister {
     type Result = ResponseFuture<Result<(), EngineError>>;
 
     fn handle(&mut self, commit: Commit, ctx: &mut Context<Self>) -> Self::Result {
+        self.record(commit.record, ctx);
         if let Some(checkpoint) = commit.checkpoint {
             self.pending.checkpoints.push(checkpoint);
             self.accepted_row(ctx);
@@ -661,6 +681,7 @@ impl Handler<GetStats> for ProgressPersister {
         let mut stats = self.stats.clone();
         stats.buffered = self.buffered();
         stats.subscribers = self.subscribers.values().map(Vec::len).sum();
+        stats.waiting_for_room = self.room_waiters.iter().filter(|w| !w.is_closed()).count();
         MessageResult(stats)
     }
 }

@@ -18,8 +18,9 @@ use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use crate::config::Durability;
 use crate::error::EngineError;
-use crate::persister::{Append, Commit, ProgressPersister, Tick, TickSlot, UpdateRun};
+use crate::persister::{Commit, ProgressPersister, Record, Tick, TickSlot};
 use crate::store::{CheckpointRecord, EventRecord, RunRecord, RunStatus};
 use crate::supervisor::{RunEnded, Supervisor};
 
@@ -30,6 +31,9 @@ pub struct RunSnapshot {
     pub run: RunRecord,
     /// Labels of the tasks in flight (empty between steps and once finished).
     pub tasks: Vec<String>,
+    /// Whether the run is held at a commit point, waiting for the persister (a slow or
+    /// unreachable database, or a full buffer).
+    pub waiting_for_commit: bool,
 }
 
 /// Asks a run for its snapshot. Answered even while a node is awaiting.
@@ -57,6 +61,11 @@ pub(crate) struct InjectPanic;
 #[rtype(result = "()")]
 struct Advance;
 
+/// Sends what the last turn queued for the persister.
+#[derive(Message)]
+#[rtype(result = "()")]
+struct SendOutbox;
+
 /// A node attempt failed and will be retried (sent by the observer).
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -75,9 +84,21 @@ pub(crate) struct RunSpec {
     pub(crate) record: RunRecord,
     pub(crate) supervisor: Addr<Supervisor>,
     pub(crate) persister: Addr<ProgressPersister>,
-    /// Whether each step waits for its commit before the next starts (`sync`).
-    pub(crate) durable: bool,
+    /// How the run's step commits behave.
+    pub(crate) commits: CommitPolicy,
 }
+
+/// How runs commit their steps.
+#[derive(Debug, Clone)]
+pub(crate) struct CommitPolicy {
+    pub(crate) durability: Durability,
+}
+
+/// In `Async` durability, how many step commits a run may have unanswered before it
+/// waits: the persister answers a commit once its buffer has room, so this bounds what
+/// one run can queue ahead of the buffer, while the answer's round trip overlaps the
+/// next step.
+const MAX_UNANSWERED_COMMITS: usize = 2;
 
 /// A registered graph with its state type erased, so the supervisor can hold graphs
 /// of any state type.
@@ -169,11 +190,19 @@ pub(crate) struct AnalysisActor<S: State> {
     seq: u64,
     persister: Addr<ProgressPersister>,
     cancel: CancelToken,
-    durable: bool,
+    commits: CommitPolicy,
+    /// `Async` commits not yet answered by the persister.
+    unanswered: usize,
+    /// The next step waits for a commit's answer.
+    waiting_for_commit: bool,
     draining: bool,
     /// Set once the run is ending: no further step starts.
     ending: bool,
     ticks: Arc<TickSlot>,
+    /// Events and the row change queued for the persister (see `emit`).
+    outbox: Vec<EventRecord>,
+    row_update: Option<crate::store::RunUpdate>,
+    send_scheduled: bool,
     span: tracing::Span,
     notice: EndNotice,
 }
@@ -198,10 +227,15 @@ impl<S: State> AnalysisActor<S> {
             seq: 0,
             persister: spec.persister,
             cancel: CancelToken::new(),
-            durable: spec.durable,
+            commits: spec.commits,
+            unanswered: 0,
+            waiting_for_commit: false,
             draining: false,
             ending: false,
             ticks: Arc::new(TickSlot::default()),
+            outbox: Vec::new(),
+            row_update: None,
+            send_scheduled: false,
             span,
         }
     }
@@ -215,8 +249,10 @@ impl<S: State> AnalysisActor<S> {
         self.checkpoint.as_ref().map_or(0, |c| c.step)
     }
 
-    /// Sends one event, numbered in order, to the persister (which stores and fans it out).
-    fn emit(&mut self, step: u64, percent: f64, kind: EventKind) {
+    /// Numbers one event and queues it for the persister. Events and row changes queued
+    /// in one turn of the actor go out as one message, after the turn (or with the
+    /// turn's commit): fewer cross-thread wake-ups per step, same order.
+    fn emit(&mut self, step: u64, percent: f64, kind: EventKind, ctx: &mut Context<Self>) {
         self.seq += 1;
         let event = RunEvent { step, percent, kind };
         let record = EventRecord {
@@ -226,14 +262,28 @@ impl<S: State> AnalysisActor<S> {
             at: SystemTime::now(),
             event,
         };
-        self.persister.do_send(Append(record));
+        self.outbox.push(record);
+        self.schedule_send(ctx);
     }
 
-    fn update(&mut self) {
+    /// Queues the run row's current state for the persister.
+    fn update(&mut self, ctx: &mut Context<Self>) {
         self.record.updated_at = SystemTime::now();
         self.notice.step = self.record.step;
         self.notice.percent = self.record.percent;
-        self.persister.do_send(UpdateRun(self.record.update()));
+        self.row_update = Some(self.record.update());
+        self.schedule_send(ctx);
+    }
+
+    fn schedule_send(&mut self, ctx: &mut Context<Self>) {
+        if !self.send_scheduled {
+            self.send_scheduled = true;
+            ctx.notify(SendOutbox);
+        }
+    }
+
+    fn take_outbox(&mut self) -> Record {
+        Record { events: std::mem::take(&mut self.outbox), update: self.row_update.take() }
     }
 
     /// Waits (without blocking the actor) for the persister to accept the commit, then
@@ -247,7 +297,8 @@ impl<S: State> AnalysisActor<S> {
     ) {
         let checkpoint =
             checkpoint.map(|checkpoint| CheckpointRecord { run_id: self.record.id, checkpoint, at: SystemTime::now() });
-        let commit = self.persister.send(Commit { checkpoint, durable });
+        let record = self.take_outbox();
+        let commit = self.persister.send(Commit { record, checkpoint, durable });
         ctx.spawn(commit.into_actor(self).map(move |result, act, ctx| match result {
             Ok(Ok(())) => then(act, ctx),
             Ok(Err(error)) => act.lost_persister(&error, ctx),
@@ -287,7 +338,12 @@ impl<S: State> AnalysisActor<S> {
             persister: self.persister.clone(),
             retries: ctx.address().recipient(),
         });
-        self.emit(step, progress.percent(), EventKind::StepStarted { tasks: tasks.iter().map(Task::label).collect() });
+        self.emit(
+            step,
+            progress.percent(),
+            EventKind::StepStarted { tasks: tasks.iter().map(Task::label).collect() },
+            ctx,
+        );
         let mut handles = Vec::with_capacity(tasks.len());
         for task in &tasks {
             let node_ctx = NodeContext::new(
@@ -320,6 +376,7 @@ impl<S: State> AnalysisActor<S> {
                     number,
                     percent,
                     EventKind::NodeCompleted { task: task.label(), attempts: invocation.attempts },
+                    ctx,
                 );
                 if all_done {
                     self.finish_step(ctx);
@@ -332,6 +389,7 @@ impl<S: State> AnalysisActor<S> {
                     number,
                     percent,
                     EventKind::NodeFailed { task: task.label(), attempts, error: error.clone() },
+                    ctx,
                 );
                 // Fail fast, as the reference executor does: the step's other tasks go.
                 self.drop_step(ctx);
@@ -366,14 +424,37 @@ impl<S: State> AnalysisActor<S> {
         let labels = checkpoint.next.iter().map(Task::label).collect();
         let complete = checkpoint.is_complete();
         let saved = checkpoint.clone();
-        self.emit(number, percent, EventKind::StepCompleted { next: labels });
+        self.emit(number, percent, EventKind::StepCompleted { next: labels }, ctx);
         self.record.step = number;
         self.record.percent = percent;
-        self.update();
+        self.update(ctx);
         if complete {
             return self.complete(ctx);
         }
-        self.commit(Some(saved), self.durable, ctx, |_act, ctx| ctx.notify(Advance));
+        match self.commits.durability {
+            Durability::Sync => {
+                self.waiting_for_commit = true;
+                self.commit(Some(saved), true, ctx, |act, ctx| {
+                    act.waiting_for_commit = false;
+                    ctx.notify(Advance);
+                });
+            }
+            Durability::Async => {
+                self.unanswered += 1;
+                let go_on_now = self.unanswered < MAX_UNANSWERED_COMMITS;
+                self.waiting_for_commit = !go_on_now;
+                self.commit(Some(saved), false, ctx, move |act, ctx| {
+                    act.unanswered -= 1;
+                    if !go_on_now {
+                        act.waiting_for_commit = false;
+                        ctx.notify(Advance);
+                    }
+                });
+                if go_on_now {
+                    ctx.notify(Advance);
+                }
+            }
+        }
     }
 
     /// Ends the run with `status`: emits `kind`, writes the final row and checkpoint,
@@ -387,14 +468,14 @@ impl<S: State> AnalysisActor<S> {
         let step = self.step_number();
         let percent = if status == RunStatus::Completed { 100.0 } else { self.percent() };
         if let Some(kind) = kind {
-            self.emit(step, percent, kind);
+            self.emit(step, percent, kind, ctx);
         }
         self.record.status = status;
         self.record.percent = percent;
         if status.is_terminal() {
             self.record.finished_at = Some(SystemTime::now());
         }
-        self.update();
+        self.update(ctx);
         let checkpoint = self.checkpoint.clone();
         self.commit(checkpoint, true, ctx, move |act, ctx| {
             act.notice.outcome = Some(status);
@@ -426,8 +507,8 @@ impl<S: State> Actor for AnalysisActor<S> {
         let now = SystemTime::now();
         self.record.status = RunStatus::Running;
         self.record.started_at.get_or_insert(now);
-        self.update();
-        self.emit(0, 0.0, EventKind::RunStarted);
+        self.update(ctx);
+        self.emit(0, 0.0, EventKind::RunStarted, ctx);
         let started = S::deserialize(&self.record.input)
             .map_err(|err| RunError::State { reason: format!("input: {err}") })
             .and_then(|input| Ok((self.graph.start(&input)?, input)));
@@ -451,6 +532,18 @@ impl<S: State> Handler<Advance> for AnalysisActor<S> {
     }
 }
 
+impl<S: State> Handler<SendOutbox> for AnalysisActor<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: SendOutbox, _ctx: &mut Context<Self>) {
+        self.send_scheduled = false;
+        let record = self.take_outbox();
+        if !record.events.is_empty() || record.update.is_some() {
+            self.persister.do_send(record);
+        }
+    }
+}
+
 impl<S: State> Handler<GetSnapshot> for AnalysisActor<S> {
     type Result = MessageResult<GetSnapshot>;
 
@@ -458,7 +551,7 @@ impl<S: State> Handler<GetSnapshot> for AnalysisActor<S> {
         let mut run = self.record.clone();
         run.percent = run.percent.max(self.percent());
         let tasks = self.step.as_ref().map(|s| s.tasks.iter().map(Task::label).collect()).unwrap_or_default();
-        MessageResult(RunSnapshot { run, tasks })
+        MessageResult(RunSnapshot { run, tasks, waiting_for_commit: self.waiting_for_commit })
     }
 }
 
@@ -492,9 +585,9 @@ impl<S: State> Handler<InjectPanic> for AnalysisActor<S> {
 impl<S: State> Handler<Retrying> for AnalysisActor<S> {
     type Result = ();
 
-    fn handle(&mut self, Retrying(event): Retrying, _ctx: &mut Context<Self>) {
+    fn handle(&mut self, Retrying(event): Retrying, ctx: &mut Context<Self>) {
         if !self.ending {
-            self.emit(event.step, event.percent, event.kind);
+            self.emit(event.step, event.percent, event.kind, ctx);
         }
     }
 }

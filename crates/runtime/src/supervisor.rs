@@ -11,7 +11,9 @@ use uuid::Uuid;
 use crate::config::AdmissionConfig;
 use crate::error::EngineError;
 use crate::persister::{InsertRun, ProgressPersister, RecordDeath, UpdateRun};
-use crate::run::{CancelRun, Drain, ErasedGraph, GetSnapshot, InjectPanic, RunControl, RunSnapshot, RunSpec};
+use crate::run::{
+    CancelRun, CommitPolicy, Drain, ErasedGraph, GetSnapshot, InjectPanic, RunControl, RunSnapshot, RunSpec,
+};
 use crate::store::{RunRecord, RunStatus};
 
 /// Counters of the supervisor, for health, tests and benchmarks.
@@ -135,6 +137,7 @@ impl Reaper {
 /// Admits runs and supervises their actors. See the crate docs.
 pub struct Supervisor {
     admission: AdmissionConfig,
+    commits: CommitPolicy,
     persister: Addr<ProgressPersister>,
     running: HashMap<Uuid, Live>,
     per_user: HashMap<String, usize>,
@@ -146,10 +149,16 @@ pub struct Supervisor {
 }
 
 impl Supervisor {
-    pub(crate) fn new(admission: AdmissionConfig, persister: Addr<ProgressPersister>, reaper: Reaper) -> Self {
+    pub(crate) fn new(
+        admission: AdmissionConfig,
+        persister: Addr<ProgressPersister>,
+        reaper: Reaper,
+        commits: CommitPolicy,
+    ) -> Self {
         let stats = SupervisorStats { max_running: admission.max_running, ..SupervisorStats::default() };
         Self {
             admission,
+            commits,
             persister,
             running: HashMap::new(),
             per_user: HashMap::new(),
@@ -177,7 +186,7 @@ impl Supervisor {
             record: record.clone(),
             supervisor: ctx.address(),
             persister: self.persister.clone(),
-            durable: true,
+            commits: self.commits.clone(),
         };
         let control = graph.spawn(&arbiter.handle(), spec);
         *self.per_user.entry(record.user.user_id.clone()).or_default() += 1;
@@ -289,11 +298,15 @@ impl Handler<Snapshot> for Supervisor {
             return Box::pin(async move {
                 // An actor that stopped between the lookup and the answer: report what we
                 // know; the store has the rest.
-                Ok(Some(ask.await.unwrap_or(RunSnapshot { run: fallback, tasks: Vec::new() })))
+                Ok(Some(ask.await.unwrap_or(RunSnapshot {
+                    run: fallback,
+                    tasks: Vec::new(),
+                    waiting_for_commit: false,
+                })))
             });
         }
         let queued = self.queue.iter().find(|q| q.record.id == run_id).map(|q| q.record.clone());
-        Box::pin(async move { Ok(queued.map(|run| RunSnapshot { run, tasks: Vec::new() })) })
+        Box::pin(async move { Ok(queued.map(|run| RunSnapshot { run, tasks: Vec::new(), waiting_for_commit: false })) })
     }
 }
 

@@ -12,8 +12,8 @@ use std::time::Duration;
 use futures_util::future::LocalBoxFuture;
 use graphloop_core::{GraphBuilder, Update, UserContext, END, START};
 use graphloop_runtime::{
-    Batch, CheckpointRecord, Engine, EngineConfig, EventRecord, MemoryStore, PersisterConfig, RunQuery, RunRecord,
-    RunStatus, Store, StoreError, StoreFactory,
+    Batch, CheckpointRecord, Durability, Engine, EngineConfig, EventRecord, MemoryStore, PersisterConfig, RunQuery,
+    RunRecord, RunStatus, Store, StoreError, StoreFactory,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
@@ -25,7 +25,7 @@ struct Count {
 }
 
 fn chain(len: usize) -> graphloop_core::Graph<Count> {
-    let mut builder = GraphBuilder::<Count>::new("chain");
+    let mut builder = GraphBuilder::<Count>::new("chain").step_limit(len as u64);
     for i in 0..len {
         builder =
             builder.node(format!("n{i}"), |s: Arc<Count>, _ctx| async move { Ok(Update::new().set("n", s.n + 1)) });
@@ -151,6 +151,45 @@ async fn while_the_store_stalls_runs_wait_at_their_next_commit() {
     for run in &runs {
         let done = engine.wait(*run).await.unwrap();
         assert_eq!((done.status, done.step), (RunStatus::Completed, 6));
+    }
+    let report = engine.shutdown().await.unwrap().persister.unwrap();
+    assert_eq!(report.events_written, report.events_accepted);
+}
+
+#[tokio::test]
+async fn in_async_mode_runs_go_ahead_of_a_stalled_store_until_its_buffer_is_full() {
+    let gate = Arc::new(Semaphore::new(0));
+    let capacity = 40;
+    let config = EngineConfig::new()
+        .store(TroubledFactory { failures: 0, gate: Some(Arc::clone(&gate)) })
+        .durability(Durability::Async)
+        .persister(PersisterConfig::default().buffer_capacity(capacity));
+    let engine = Engine::start(config).await.unwrap();
+    engine.register(chain(50)).unwrap();
+    let mut runs = Vec::new();
+    for i in 0..4 {
+        runs.push(engine.start_run("chain", &Count::default(), UserContext::new(format!("u{i}"))).await.unwrap());
+    }
+    // Nothing can be written, so every run ends up held at a commit point, waiting for
+    // room: backpressure, not an ever-growing buffer.
+    for run in &runs {
+        while !engine.status(*run).await.unwrap().waiting_for_commit {
+            tokio::task::yield_now().await;
+        }
+    }
+    let stats = engine.stats().await.unwrap().persister;
+    assert!(stats.waiting_for_room >= runs.len(), "{stats:?}");
+    assert!(stats.buffered >= capacity, "{stats:?}");
+    // Each run overshoots by at most its unanswered steps' rows (events, row change,
+    // checkpoint: 5 per step of this chain, 2 steps).
+    assert!(stats.buffered <= capacity + runs.len() * 10, "{stats:?}");
+    for run in &runs {
+        assert!(engine.status(*run).await.unwrap().run.step < 50);
+    }
+    gate.add_permits(100_000);
+    for run in &runs {
+        let done = engine.wait(*run).await.unwrap();
+        assert_eq!((done.status, done.step), (RunStatus::Completed, 50));
     }
     let report = engine.shutdown().await.unwrap().persister.unwrap();
     assert_eq!(report.events_written, report.events_accepted);
