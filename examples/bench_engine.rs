@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use graphloop::{
-    Batch, Engine, EngineConfig, EventKind, EventRecord, GraphBuilder, PgStoreConfig, RunEvent, RunRecord, RunStatus,
+    Batch, Durability, Engine, EngineConfig, EventKind, EventRecord, GraphBuilder, PgStoreConfig, RunEvent, RunRecord, RunStatus,
     StoreFactory, Update, UserContext, END, START,
 };
 use serde::{Deserialize, Serialize};
@@ -132,40 +132,42 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     rt.block_on(async {
         let graph = chain()?;
 
-        let engine = Engine::start(EngineConfig::new()).await?;
-        engine.register(graph.clone())?;
-        engine.register(chain_of("short", 1)?)?;
-        engine.register(chain_of("long", 33)?)?;
-        concurrent(&engine, 50).await?; // warm-up
-        let runs = 1_000;
-        let mut per_run = Vec::new();
-        for name in ["short", "chain", "long"] {
-            let started = Instant::now();
-            for _ in 0..runs {
-                let id = engine.start_run(name, &Chain::default(), UserContext::new("u")).await?;
-                engine.wait(id).await?;
+        for durability in [Durability::Sync, Durability::Async] {
+            let engine = Engine::start(EngineConfig::new().durability(durability)).await?;
+            engine.register(graph.clone())?;
+            engine.register(chain_of("short", 1)?)?;
+            engine.register(chain_of("long", 33)?)?;
+            concurrent(&engine, 50).await?; // warm-up
+            let runs = 1_000;
+            let mut per_run = Vec::new();
+            for name in ["short", "chain", "long"] {
+                let started = Instant::now();
+                for _ in 0..runs {
+                    let id = engine.start_run(name, &Chain::default(), UserContext::new("u")).await?;
+                    engine.wait(id).await?;
+                }
+                per_run.push(started.elapsed().as_secs_f64() * 1e6 / runs as f64);
             }
-            per_run.push(started.elapsed().as_secs_f64() * 1e6 / runs as f64);
-        }
-        println!(
-            "W1 {runs} sequential runs, memory store: 8-node chain {:.0} µs/run; 1-node {:.0} µs/run, 33-node {:.0} µs/run: {:.1} µs per added step",
-            per_run[1],
-            per_run[0],
-            per_run[2],
-            (per_run[2] - per_run[0]) / 32.0
-        );
-        engine.shutdown().await?;
+            println!(
+                "W1 {durability:?}: {runs} sequential runs, memory store: 8-node chain {:.0} µs/run; 1-node {:.0} µs/run, 33-node {:.0} µs/run: {:.1} µs per added step",
+                per_run[1],
+                per_run[0],
+                per_run[2],
+                (per_run[2] - per_run[0]) / 32.0
+            );
+            engine.shutdown().await?;
 
-        let engine = Engine::start(EngineConfig::new().max_running(1_000)).await?;
-        engine.register(graph.clone())?;
-        let secs = concurrent(&engine, 1_000).await?;
-        println!(
-            "W2 1,000 concurrent runs, memory store: {:.0} runs/s, {:.0} steps/s, peak RSS {:.0} MiB",
-            1_000.0 / secs,
-            8_000.0 / secs,
-            peak_rss_mib()
-        );
-        engine.shutdown().await?;
+            let engine = Engine::start(EngineConfig::new().durability(durability).max_running(1_000)).await?;
+            engine.register(graph.clone())?;
+            let secs = concurrent(&engine, 1_000).await?;
+            println!(
+                "W2 {durability:?}: 1,000 concurrent runs, memory store: {:.0} runs/s, {:.0} steps/s, peak RSS {:.0} MiB",
+                1_000.0 / secs,
+                8_000.0 / secs,
+                peak_rss_mib()
+            );
+            engine.shutdown().await?;
+        }
 
         let Some(admin) = admin().await else {
             println!("W3, P1: skipped, PostgreSQL not reachable at {} (`just db-up`)", database_url());

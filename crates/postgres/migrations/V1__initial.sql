@@ -30,6 +30,10 @@ CREATE INDEX runs_by_user_newest ON runs (user_id, id DESC);
 -- Unfinished runs, for recovery on start.
 CREATE INDEX runs_unfinished ON runs (status) WHERE status IN ('queued', 'running', 'waiting', 'interrupted');
 
+-- Events and checkpoints carry no foreign key to runs: the run row is always written
+-- first (same or earlier transaction), and a per-row key check costs the event log
+-- about 40 % of its write throughput (docs/benchmarks.md). Deleting a run deletes its
+-- events and checkpoints explicitly.
 CREATE TABLE events (
     run_id  uuid NOT NULL,
     seq     bigint NOT NULL,
