@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use graphloop::{
-    Batch, Durability, Engine, EngineConfig, EventKind, EventRecord, GraphBuilder, PgStoreConfig, RunEvent, RunRecord, RunStatus,
-    StoreFactory, Update, UserContext, END, START,
+    Batch, Durability, Engine, EngineConfig, EventKind, EventRecord, GraphBuilder, PgStoreConfig, RunEvent, RunRecord,
+    RunStatus, StoreFactory, Update, UserContext, END, START,
 };
 use serde::{Deserialize, Serialize};
 

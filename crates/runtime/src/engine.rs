@@ -262,30 +262,28 @@ impl Engine {
         Ok(EventStream { receiver })
     }
 
-    /// Waits until the run has ended and returns its final row.
+    /// Waits until the run has ended (or was interrupted by a shutdown) and returns its
+    /// final row.
     pub async fn wait(&self, run_id: Uuid) -> Result<RunRecord, EngineError> {
-        let mut events = self.subscribe(run_id, 1).await?;
-        while let Some(item) = events.next().await {
-            if let Streamed::Event(record) = item {
-                if record.event.kind.is_terminal() {
-                    break;
+        let mut next_seq = 1;
+        loop {
+            let mut events = self.subscribe(run_id, next_seq).await?;
+            while let Some(item) = events.next().await {
+                if let Streamed::Event(record) = item {
+                    next_seq = record.seq + 1;
+                    if record.event.kind.is_terminal() {
+                        // The final row travels with the final event.
+                        return Ok(self.status(run_id).await?.run);
+                    }
                 }
             }
-        }
-        let mut run = self.status(run_id).await?.run;
-        // The final row is committed before the actor stops; the supervisor may lag by a
-        // message, so read the store until the run is terminal (or cannot get there).
-        while !run.status.is_terminal() {
-            match self.inner.persister.send(ReadRun(run_id)).await?? {
-                Some(stored) if stored.status.is_terminal() || stored.status == RunStatus::Interrupted => {
-                    run = stored;
-                    break;
-                }
-                Some(_) => tokio::task::yield_now().await,
-                None => return Err(EngineError::UnknownRun(run_id)),
+            // The stream ended without the final event: the subscriber fell behind (go on
+            // from where it stopped), or the run will not go on in this process.
+            let run = self.status(run_id).await?.run;
+            if run.status.is_terminal() || run.status == RunStatus::Interrupted {
+                return Ok(run);
             }
         }
-        Ok(run)
     }
 
     /// A run's stored events with `seq >= from_seq`, at most `limit`.

@@ -294,16 +294,9 @@ impl Handler<Snapshot> for Supervisor {
     fn handle(&mut self, Snapshot(run_id): Snapshot, _ctx: &mut Context<Self>) -> Self::Result {
         if let Some(live) = self.running.get(&run_id) {
             let ask = live.control.snapshot.send(GetSnapshot);
-            let fallback = live.record.clone();
-            return Box::pin(async move {
-                // An actor that stopped between the lookup and the answer: report what we
-                // know; the store has the rest.
-                Ok(Some(ask.await.unwrap_or(RunSnapshot {
-                    run: fallback,
-                    tasks: Vec::new(),
-                    waiting_for_commit: false,
-                })))
-            });
+            // An actor that stopped between the lookup and the answer has committed its
+            // final row: the caller reads it from the persister.
+            return Box::pin(async move { Ok(ask.await.ok()) });
         }
         let queued = self.queue.iter().find(|q| q.record.id == run_id).map(|q| q.record.clone());
         Box::pin(async move { Ok(queued.map(|run| RunSnapshot { run, tasks: Vec::new(), waiting_for_commit: false })) })
