@@ -35,6 +35,21 @@ fn logger(
     }
 }
 
+/// START -> a -> b -> c -> END, each node logging its name after `ms` of virtual time.
+fn abc_chain(ms: u64) -> crate::Graph<S> {
+    GraphBuilder::<S>::new("abc")
+        .node("a", logger("a", ms))
+        .node("b", logger("b", ms))
+        .node("c", logger("c", ms))
+        .edge(START, "a")
+        .edge("a", "b")
+        .edge("b", "c")
+        .edge("c", END)
+        .reducer("log", Reducer::append())
+        .compile()
+        .unwrap()
+}
+
 fn assert_progress_is_meaningful(events: &[RunEvent]) {
     let percents: Vec<f64> = events.iter().map(|e| e.percent).collect();
     assert!(percents.windows(2).all(|w| w[0] <= w[1]), "percent went backwards: {percents:?}");
@@ -58,17 +73,7 @@ impl Drop for DropGuard {
 
 #[tokio::test(start_paused = true)]
 async fn static_edges_run_in_order_with_events_and_monotone_progress() {
-    let graph = GraphBuilder::<S>::new("chain")
-        .node("a", logger("a", 5))
-        .node("b", logger("b", 5))
-        .node("c", logger("c", 5))
-        .edge(START, "a")
-        .edge("a", "b")
-        .edge("b", "c")
-        .edge("c", END)
-        .reducer("log", Reducer::append())
-        .compile()
-        .unwrap();
+    let graph = abc_chain(5);
     let events = EventLog::new();
     let done = Executor::new(&graph).events(events.clone()).run(S::default()).await.unwrap();
     assert_eq!(done.log, ["a", "b", "c"]);
@@ -498,17 +503,7 @@ async fn nodes_see_the_run_user_step_and_report_progress() {
 
 #[tokio::test(start_paused = true)]
 async fn a_run_resumed_from_a_checkpoint_ends_as_an_uninterrupted_one() {
-    let graph = GraphBuilder::<S>::new("resume")
-        .node("a", logger("a", 1))
-        .node("b", logger("b", 1))
-        .node("c", logger("c", 1))
-        .edge(START, "a")
-        .edge("a", "b")
-        .edge("b", "c")
-        .edge("c", END)
-        .reducer("log", Reducer::append())
-        .compile()
-        .unwrap();
+    let graph = abc_chain(1);
     let whole = Executor::new(&graph).run(S::default()).await.unwrap();
 
     let mut checkpoint = graph.start(&S::default()).unwrap();
