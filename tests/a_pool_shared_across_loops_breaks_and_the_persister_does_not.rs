@@ -17,7 +17,7 @@ use std::sync::Arc;
 use actix::Arbiter;
 use common::{database_url, log, stored_events, Doc, TestDb};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
-use graphloop::{Engine, EngineConfig, GraphBuilder, NodeError, RunStatus, UserContext, END, START};
+use graphloop::{Engine, EngineConfig, GraphBuilder, NodeError, RestartPolicy, RunStatus, UserContext, END, START};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_postgres::NoTls;
 
@@ -82,7 +82,9 @@ fn the_problem_a_pool_shared_across_arbiters_breaks_when_its_creator_stops() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fix_stopping_run_arbiters_mid_flight_costs_no_database_error_and_no_event() {
     let db = TestDb::new().await;
-    let engine = Engine::start(EngineConfig::new().store(db.store())).await.unwrap();
+    // Actors that die are not restarted here: this test is about the pool, not restarts.
+    let no_restarts = RestartPolicy { max_restarts: 0, ..RestartPolicy::default() };
+    let engine = Engine::start(EngineConfig::new().store(db.store()).restarts(no_restarts)).await.unwrap();
     let (gate, entered) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
     let (g, e) = (Arc::clone(&gate), Arc::clone(&entered));
     let attempts = Arc::new(AtomicUsize::new(0));

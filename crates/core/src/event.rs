@@ -25,6 +25,13 @@ pub struct RunEvent {
 pub enum EventKind {
     /// The run began.
     RunStarted,
+    /// The run went on from its last checkpoint, after whatever ran it stopped.
+    RunResumed {
+        /// Why it had stopped (the previous executor's fate).
+        reason: String,
+        /// The checkpoint's step.
+        from_step: u64,
+    },
     /// A step began with these tasks (labels: `node` or `node[i]`).
     StepStarted {
         /// The step's task labels, in merge order.
@@ -92,6 +99,7 @@ impl EventKind {
     pub fn name(&self) -> &'static str {
         match self {
             Self::RunStarted => "run_started",
+            Self::RunResumed { .. } => "run_resumed",
             Self::StepStarted { .. } => "step_started",
             Self::NodeProgress { .. } => "node_progress",
             Self::NodeRetrying { .. } => "node_retrying",

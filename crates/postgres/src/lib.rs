@@ -458,6 +458,15 @@ impl PgStore {
         rows.iter().map(run_from_row).collect()
     }
 
+    async fn read_last_seq(&self, run_id: Uuid) -> Result<u64, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let row = client
+            .query_one("SELECT coalesce(max(seq), 0) FROM events WHERE run_id = $1", &[&run_id])
+            .await
+            .map_err(db_error)?;
+        to_u64(row.try_get(0).map_err(corrupt)?, "seq")
+    }
+
     async fn read_latest_checkpoint(&self, run_id: Uuid) -> Result<Option<CheckpointRecord>, StoreError> {
         let client = self.pool.get().await.map_err(unavailable)?;
         let row = client
@@ -531,5 +540,9 @@ impl Store for PgStore {
 
     fn latest_checkpoint(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<Option<CheckpointRecord>, StoreError>> {
         Box::pin(self.read_latest_checkpoint(run_id))
+    }
+
+    fn last_seq(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.read_last_seq(run_id))
     }
 }

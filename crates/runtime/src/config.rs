@@ -11,6 +11,7 @@ pub struct EngineConfig {
     pub(crate) store: Box<dyn StoreFactory>,
     pub(crate) durability: Durability,
     pub(crate) admission: AdmissionConfig,
+    pub(crate) restarts: RestartPolicy,
     pub(crate) persister: PersisterConfig,
     pub(crate) shutdown_timeout: Duration,
 }
@@ -27,6 +28,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("store", &self.store.describe())
             .field("durability", &self.durability)
             .field("admission", &self.admission)
+            .field("restarts", &self.restarts)
             .field("persister", &self.persister)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .finish()
@@ -40,6 +42,7 @@ impl EngineConfig {
             store: Box::new(MemoryStoreFactory),
             durability: Durability::Sync,
             admission: AdmissionConfig::default(),
+            restarts: RestartPolicy::default(),
             persister: PersisterConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
         }
@@ -82,6 +85,13 @@ impl EngineConfig {
         self
     }
 
+    /// How runs whose actor dies are restarted (see [`RestartPolicy`]).
+    #[must_use]
+    pub fn restarts(mut self, policy: RestartPolicy) -> Self {
+        self.restarts = policy;
+        self
+    }
+
     /// The persister's batching and buffering.
     #[must_use]
     pub fn persister(mut self, persister: PersisterConfig) -> Self {
@@ -111,6 +121,41 @@ pub enum Durability {
     /// After a crash, the steps not yet committed run again (at most the buffer's worth).
     /// Runs still wait when the persister's buffer is full, so memory stays bounded.
     Async,
+}
+
+/// How the Supervisor restarts a run whose actor died outside a node (a panic in the
+/// actor, its arbiter gone): from the run's last checkpoint, on a fresh arbiter, at most
+/// `max_restarts` times within `within` (Erlang's intensity and period), waiting
+/// `backoff_initial` before the first restart and twice as long before each next one (at
+/// most `backoff_max`). Past the budget the run fails, with every cause in its events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestartPolicy {
+    /// Restarts allowed within the window.
+    pub max_restarts: u32,
+    /// The window.
+    pub within: Duration,
+    /// The wait before the first restart.
+    pub backoff_initial: Duration,
+    /// The longest wait.
+    pub backoff_max: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        Self {
+            max_restarts: 3,
+            within: Duration::from_secs(60),
+            backoff_initial: Duration::from_millis(100),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+impl RestartPolicy {
+    /// The wait before a restart that follows `deaths` recent deaths.
+    pub fn backoff(&self, deaths: u32) -> Duration {
+        self.backoff_initial.saturating_mul(2u32.saturating_pow(deaths.min(16))).min(self.backoff_max)
+    }
 }
 
 /// Admission limits of the Supervisor.

@@ -98,7 +98,7 @@ impl Engine {
     /// arbiter). Fails if the store cannot be opened (database unreachable, migration
     /// failed).
     pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
-        let EngineConfig { store, durability, admission, persister, shutdown_timeout } = config;
+        let EngineConfig { store, durability, admission, restarts, persister, shutdown_timeout } = config;
 
         let (reaper, arbiters, reaper_thread) =
             Reaper::start().map_err(|e| EngineError::Unavailable(format!("cannot start the reaper thread: {e}")))?;
@@ -116,7 +116,7 @@ impl Engine {
                         ProgressPersister::new(persister, store, ready_tx)
                     });
                     let commits = CommitPolicy { durability };
-                    let supervisor = Supervisor::new(admission, persister.clone(), reaper, commits).start();
+                    let supervisor = Supervisor::new(admission, persister.clone(), reaper, commits, restarts).start();
                     let _ = started_tx.send((System::current(), supervisor, persister));
                     persister_arbiter
                 });

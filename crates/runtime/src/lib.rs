@@ -32,7 +32,7 @@ mod run;
 mod store;
 mod supervisor;
 
-pub use config::{AdmissionConfig, Durability, EngineConfig, PersisterConfig};
+pub use config::{AdmissionConfig, Durability, EngineConfig, PersisterConfig, RestartPolicy};
 pub use engine::{Engine, EngineStats, EventStream, ShutdownReport};
 pub use error::EngineError;
 pub use memory::{MemoryStore, MemoryStoreFactory};

@@ -91,6 +91,12 @@ impl Store for MemoryStore {
         Box::pin(future::ready(Ok(runs)))
     }
 
+    fn last_seq(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
+        let data = self.data.borrow();
+        let last = data.events.range((run_id, 0)..=(run_id, u64::MAX)).next_back().map_or(0, |((_, seq), _)| *seq);
+        Box::pin(future::ready(Ok(last)))
+    }
+
     fn latest_checkpoint(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<Option<CheckpointRecord>, StoreError>> {
         let data = self.data.borrow();
         let latest = data.checkpoints.range((run_id, 0)..=(run_id, u64::MAX)).next_back().map(|(_, c)| c.clone());

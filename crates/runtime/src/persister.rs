@@ -126,13 +126,29 @@ pub(crate) struct Commit {
     pub(crate) durable: bool,
 }
 
-/// A run whose actor died: records a final `RunFailed` event after its last one.
+/// Ends a run that has no actor to do it (it died, or was cancelled while waiting for
+/// a restart): records `kind` as its final event, after its last one, and its row.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub(crate) struct RecordDeath {
+pub(crate) struct RecordEnd {
     pub(crate) run: RunRecord,
-    pub(crate) cause: String,
+    pub(crate) kind: EventKind,
 }
+
+/// Where a run whose actor stopped can go on from.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct ResumePoint {
+    /// The latest checkpoint (`None`: the run never committed a step).
+    pub(crate) checkpoint: Option<graphloop_core::Checkpoint>,
+    /// The run's last event: its seq and percent.
+    pub(crate) last_seq: u64,
+    pub(crate) last_percent: f64,
+}
+
+/// Reads a run's resume point (including what is accepted but not yet written).
+#[derive(Message)]
+#[rtype(result = "Result<ResumePoint, EngineError>")]
+pub(crate) struct ReadResumePoint(pub(crate) Uuid);
 
 /// Answers once everything accepted so far is durable.
 #[derive(Message)]
@@ -198,7 +214,10 @@ pub struct ProgressPersister {
     /// Run rows and changes not yet durable, for reads.
     unwritten_runs: HashMap<Uuid, RunRecord>,
     unwritten_updates: HashMap<Uuid, RunUpdate>,
-    last_seq: HashMap<Uuid, u64>,
+    /// Each unfinished run's last event: (seq, percent).
+    last_seq: HashMap<Uuid, (u64, f64)>,
+    /// Each run's latest checkpoint not yet written.
+    unwritten_checkpoints: HashMap<Uuid, CheckpointRecord>,
     subscribers: HashMap<Uuid, Vec<Subscriber>>,
     next_subscriber: u64,
     stats: PersisterStats,
@@ -254,6 +273,7 @@ impl ProgressPersister {
             unwritten_runs: HashMap::new(),
             unwritten_updates: HashMap::new(),
             last_seq: HashMap::new(),
+            unwritten_checkpoints: HashMap::new(),
             subscribers: HashMap::new(),
             next_subscriber: 0,
             stats,
@@ -339,6 +359,11 @@ impl ProgressPersister {
         for run in &batch.runs {
             self.unwritten_runs.remove(&run.id);
         }
+        for checkpoint in &batch.checkpoints {
+            if self.unwritten_checkpoints.get(&checkpoint.run_id) == Some(checkpoint) {
+                self.unwritten_checkpoints.remove(&checkpoint.run_id);
+            }
+        }
         for update in &batch.run_updates {
             if self.unwritten_updates.get(&update.id) == Some(update) {
                 self.unwritten_updates.remove(&update.id);
@@ -380,7 +405,7 @@ impl ProgressPersister {
     fn append(&mut self, record: EventRecord, ctx: &mut Context<Self>) {
         let run_id = record.run_id;
         self.stats.events_accepted += 1;
-        self.last_seq.insert(run_id, record.seq);
+        self.last_seq.insert(run_id, (record.seq, record.event.percent));
         self.fan_out(&record);
         self.recent.entry(run_id).or_default().insert(record.seq, record.clone());
         self.pending.events.push(record);
@@ -528,6 +553,7 @@ impl Handler<Commit> for ProgressPersister {
     fn handle(&mut self, commit: Commit, ctx: &mut Context<Self>) -> Self::Result {
         self.record(commit.record, ctx);
         if let Some(checkpoint) = commit.checkpoint {
+            self.unwritten_checkpoints.insert(checkpoint.run_id, checkpoint.clone());
             self.pending.checkpoints.push(checkpoint);
             self.accepted_row(ctx);
         }
@@ -550,17 +576,43 @@ impl Handler<Commit> for ProgressPersister {
     }
 }
 
-impl Handler<RecordDeath> for ProgressPersister {
+impl Handler<RecordEnd> for ProgressPersister {
     type Result = ();
 
-    fn handle(&mut self, RecordDeath { run, cause }: RecordDeath, ctx: &mut Context<Self>) {
-        let seq = self.last_seq.get(&run.id).copied().unwrap_or(0) + 1;
-        let error = graphloop_core::RunError::Aborted { reason: cause };
-        let event = RunEvent { step: run.step, percent: run.percent, kind: EventKind::RunFailed { error } };
+    fn handle(&mut self, RecordEnd { run, kind }: RecordEnd, ctx: &mut Context<Self>) {
+        let (last, percent) = self.last_seq.get(&run.id).copied().unwrap_or((0, run.percent));
+        let seq = last + 1;
+        let event = RunEvent { step: run.step, percent: percent.max(run.percent), kind };
         let record =
             EventRecord { run_id: run.id, seq, user_id: run.user.user_id.clone(), at: SystemTime::now(), event };
         self.append(record, ctx);
         self.update_run(run.update(), ctx);
+    }
+}
+
+impl Handler<ReadResumePoint> for ProgressPersister {
+    type Result = ResponseFuture<Result<ResumePoint, EngineError>>;
+
+    fn handle(&mut self, ReadResumePoint(run_id): ReadResumePoint, _ctx: &mut Context<Self>) -> Self::Result {
+        let unwritten = self.unwritten_checkpoints.get(&run_id).map(|c| c.checkpoint.clone());
+        let last = self.last_seq.get(&run_id).copied();
+        let store = self.store();
+        Box::pin(async move {
+            let store = store?;
+            let checkpoint = match unwritten {
+                Some(checkpoint) => Some(checkpoint),
+                None => store.latest_checkpoint(run_id).await?.map(|c| c.checkpoint),
+            };
+            let (last_seq, last_percent) = match last {
+                Some(last) => last,
+                None => {
+                    let seq = store.last_seq(run_id).await?;
+                    let percent = store.events(run_id, seq, 1).await?.first().map_or(0.0, |e| e.event.percent);
+                    (seq, percent)
+                }
+            };
+            Ok(ResumePoint { checkpoint, last_seq, last_percent })
+        })
     }
 }
 

@@ -86,6 +86,20 @@ pub(crate) struct RunSpec {
     pub(crate) persister: Addr<ProgressPersister>,
     /// How the run's step commits behave.
     pub(crate) commits: CommitPolicy,
+    /// Where to go on from, when the run is restarted.
+    pub(crate) resume: Option<Resume>,
+}
+
+/// Where a restarted run goes on from.
+#[derive(Debug, Clone)]
+pub(crate) struct Resume {
+    /// The last committed checkpoint (`None`: start again from the input).
+    pub(crate) checkpoint: Option<Checkpoint>,
+    /// The run's last stored event: numbering goes on after it, progress never below it.
+    pub(crate) last_seq: u64,
+    pub(crate) last_percent: f64,
+    /// Why the run had stopped.
+    pub(crate) reason: String,
 }
 
 /// How runs commit their steps.
@@ -199,6 +213,7 @@ pub(crate) struct AnalysisActor<S: State> {
     /// Set once the run is ending: no further step starts.
     ending: bool,
     ticks: Arc<TickSlot>,
+    resume: Option<Resume>,
     /// Events and the row change queued for the persister (see `emit`).
     outbox: Vec<EventRecord>,
     row_update: Option<crate::store::RunUpdate>,
@@ -233,6 +248,7 @@ impl<S: State> AnalysisActor<S> {
             draining: false,
             ending: false,
             ticks: Arc::new(TickSlot::default()),
+            resume: spec.resume,
             outbox: Vec::new(),
             row_update: None,
             send_scheduled: false,
@@ -508,12 +524,31 @@ impl<S: State> Actor for AnalysisActor<S> {
         self.record.status = RunStatus::Running;
         self.record.started_at.get_or_insert(now);
         self.update(ctx);
-        self.emit(0, 0.0, EventKind::RunStarted, ctx);
-        let started = S::deserialize(&self.record.input)
-            .map_err(|err| RunError::State { reason: format!("input: {err}") })
-            .and_then(|input| Ok((self.graph.start(&input)?, input)));
+        let resume = self.resume.take();
+        let from_checkpoint = resume.as_ref().and_then(|r| r.checkpoint.clone());
+        match &resume {
+            Some(resume) => {
+                self.seq = resume.last_seq;
+                let from_step = from_checkpoint.as_ref().map_or(0, |c| c.step);
+                let kind = EventKind::RunResumed { reason: resume.reason.clone(), from_step };
+                self.emit(from_step, resume.last_percent, kind, ctx);
+            }
+            None => self.emit(0, 0.0, EventKind::RunStarted, ctx),
+        }
+        let started = match from_checkpoint {
+            Some(checkpoint) => self.graph.state(&checkpoint).map(|state| (checkpoint, state)),
+            None => S::deserialize(&self.record.input)
+                .map_err(|err| RunError::State { reason: format!("input: {err}") })
+                .and_then(|input| Ok((self.graph.start(&input)?, input))),
+        };
         match started {
-            Ok((checkpoint, input)) => {
+            Ok((mut checkpoint, input)) => {
+                if let Some(resume) = &resume {
+                    // Progress never goes back, across restarts included.
+                    checkpoint.percent = checkpoint.percent.max(resume.last_percent.min(99.0));
+                }
+                self.record.step = checkpoint.step;
+                self.record.percent = self.record.percent.max(checkpoint.percent);
                 self.checkpoint = Some(checkpoint);
                 self.state = Some(Arc::new(input));
                 ctx.notify(Advance);

@@ -280,6 +280,9 @@ pub trait Store {
 
     /// A run's latest checkpoint.
     fn latest_checkpoint(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<Option<CheckpointRecord>, StoreError>>;
+
+    /// The highest `seq` of a run's stored events (0 if none).
+    fn last_seq(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<u64, StoreError>>;
 }
 
 /// Opens a [`Store`] on the persister's own arbiter, when the persister starts.

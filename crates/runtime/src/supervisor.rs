@@ -2,17 +2,17 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
-use crate::config::AdmissionConfig;
+use crate::config::{AdmissionConfig, RestartPolicy};
 use crate::error::EngineError;
-use crate::persister::{InsertRun, ProgressPersister, RecordDeath, UpdateRun};
+use crate::persister::{InsertRun, ProgressPersister, ReadResumePoint, RecordEnd, ResumePoint, UpdateRun};
 use crate::run::{
-    CancelRun, CommitPolicy, Drain, ErasedGraph, GetSnapshot, InjectPanic, RunControl, RunSnapshot, RunSpec,
+    CancelRun, CommitPolicy, Drain, ErasedGraph, GetSnapshot, InjectPanic, Resume, RunControl, RunSnapshot, RunSpec,
 };
 use crate::store::{RunRecord, RunStatus};
 
@@ -27,8 +27,10 @@ pub struct SupervisorStats {
     pub peak_running: usize,
     /// Runs started (actors spawned) since the engine started.
     pub started: u64,
-    /// Runs whose actor died outside a node.
+    /// Times a run's actor died outside a node.
     pub died: u64,
+    /// Runs restarted from their checkpoint after their actor died.
+    pub restarted: u64,
     /// The admission limits in force.
     pub max_running: usize,
 }
@@ -87,11 +89,15 @@ struct Queued {
     graph: Arc<dyn ErasedGraph>,
 }
 
+/// An admitted run holding a slot: running, or waiting to be restarted.
 struct Live {
-    /// Kept to stop the arbiter when the run ends: a dropped `Arbiter` keeps running.
-    arbiter: Arbiter,
-    control: RunControl,
+    /// The run's arbiter (kept to stop it when the run ends: a dropped `Arbiter` keeps
+    /// running) and its actor; `None` while a restart is pending.
+    actor: Option<(Arbiter, RunControl)>,
     record: RunRecord,
+    graph: Arc<dyn ErasedGraph>,
+    /// When the run's actor died recently (the restart budget's window).
+    deaths: VecDeque<Instant>,
 }
 
 /// Joins the threads of stopped arbiters, off the supervisor's loop (joining blocks),
@@ -137,6 +143,7 @@ impl Reaper {
 /// Admits runs and supervises their actors. See the crate docs.
 pub struct Supervisor {
     admission: AdmissionConfig,
+    restarts: RestartPolicy,
     commits: CommitPolicy,
     persister: Addr<ProgressPersister>,
     running: HashMap<Uuid, Live>,
@@ -154,10 +161,12 @@ impl Supervisor {
         persister: Addr<ProgressPersister>,
         reaper: Reaper,
         commits: CommitPolicy,
+        restarts: RestartPolicy,
     ) -> Self {
         let stats = SupervisorStats { max_running: admission.max_running, ..SupervisorStats::default() };
         Self {
             admission,
+            restarts,
             commits,
             persister,
             running: HashMap::new(),
@@ -180,6 +189,20 @@ impl Supervisor {
 
     fn launch(&mut self, queued: Queued, ctx: &mut Context<Self>) {
         let Queued { record, graph } = queued;
+        let actor = self.spawn_actor(&record, &graph, None, ctx);
+        *self.per_user.entry(record.user.user_id.clone()).or_default() += 1;
+        self.running.insert(record.id, Live { actor: Some(actor), record, graph, deaths: VecDeque::new() });
+        self.stats.started += 1;
+        self.stats.peak_running = self.stats.peak_running.max(self.running.len());
+    }
+
+    fn spawn_actor(
+        &self,
+        record: &RunRecord,
+        graph: &Arc<dyn ErasedGraph>,
+        resume: Option<Resume>,
+        ctx: &mut Context<Self>,
+    ) -> (Arbiter, RunControl) {
         let arbiter = Arbiter::new();
         self.reaper.spawned();
         let spec = RunSpec {
@@ -187,12 +210,59 @@ impl Supervisor {
             supervisor: ctx.address(),
             persister: self.persister.clone(),
             commits: self.commits.clone(),
+            resume,
         };
         let control = graph.spawn(&arbiter.handle(), spec);
-        *self.per_user.entry(record.user.user_id.clone()).or_default() += 1;
-        self.running.insert(record.id, Live { arbiter, control, record });
-        self.stats.started += 1;
-        self.stats.peak_running = self.stats.peak_running.max(self.running.len());
+        (arbiter, control)
+    }
+
+    /// Removes a run that ended from the running set and frees its slot.
+    fn release(&mut self, run_id: Uuid) -> Option<Live> {
+        let live = self.running.remove(&run_id)?;
+        if let Some(count) = self.per_user.get_mut(&live.record.user.user_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.per_user.remove(&live.record.user.user_id);
+            }
+        }
+        Some(live)
+    }
+
+    /// Restarts a run whose actor died, from its last checkpoint, on a fresh arbiter.
+    fn restart(&mut self, run_id: Uuid, cause: String, ctx: &mut Context<Self>) {
+        if !self.accepting || self.running.get(&run_id).is_none_or(|live| live.actor.is_some()) {
+            return;
+        }
+        let read = self.persister.send(ReadResumePoint(run_id));
+        ctx.spawn(read.into_actor(self).map(move |point, act, ctx| match point {
+            Ok(Ok(point)) => act.relaunch(run_id, point, cause, ctx),
+            failed => {
+                // The store cannot say where the run stands yet: try again shortly.
+                tracing::warn!(%run_id, ?failed, "cannot read the resume point; retrying");
+                let delay = act.restarts.backoff_max;
+                ctx.run_later(delay, move |act, ctx| act.restart(run_id, cause, ctx));
+            }
+        }));
+    }
+
+    fn relaunch(&mut self, run_id: Uuid, point: ResumePoint, cause: String, ctx: &mut Context<Self>) {
+        let Some(live) = self.running.get(&run_id) else {
+            return;
+        };
+        if !self.accepting || live.actor.is_some() {
+            return;
+        }
+        let resume = Resume {
+            checkpoint: point.checkpoint,
+            last_seq: point.last_seq,
+            last_percent: point.last_percent,
+            reason: cause,
+        };
+        let actor = self.spawn_actor(&live.record, &live.graph, Some(resume), ctx);
+        if let Some(live) = self.running.get_mut(&run_id) {
+            live.actor = Some(actor);
+        }
+        self.stats.restarted += 1;
     }
 
     /// Launches queued runs, first come first served among those whose user has a slot.
@@ -250,31 +320,52 @@ impl Handler<RunEnded> for Supervisor {
     type Result = ();
 
     fn handle(&mut self, ended: RunEnded, ctx: &mut Context<Self>) {
-        let Some(Live { arbiter, record, .. }) = self.running.remove(&ended.run_id) else {
+        let Some(live) = self.running.get_mut(&ended.run_id) else {
             return;
         };
-        if let Some(count) = self.per_user.get_mut(&record.user.user_id) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                self.per_user.remove(&record.user.user_id);
-            }
-        }
-        if ended.status.is_none() {
+        let Some((arbiter, _control)) = live.actor.take() else {
+            return;
+        };
+        if ended.status.is_none() && self.accepting {
             let cause = ended.died.unwrap_or_else(|| "the run's actor died".into());
-            let mut run = record;
+            tracing::error!(run_id = %ended.run_id, %cause, "run actor died");
+            self.stats.died += 1;
+            let now = Instant::now();
+            let window = self.restarts.within;
+            live.deaths.retain(|&died| now.duration_since(died) < window);
+            let deaths = u32::try_from(live.deaths.len()).unwrap_or(u32::MAX);
+            if deaths < self.restarts.max_restarts {
+                // Erlang-style intensity/period: restart, after a backoff that doubles
+                // with each recent death.
+                live.deaths.push_back(now);
+                let delay = self.restarts.backoff(deaths);
+                let run_id = ended.run_id;
+                ctx.run_later(delay, move |act, ctx| act.restart(run_id, cause, ctx));
+                self.reaper.reap(arbiter);
+                return;
+            }
+            let Some(Live { record: mut run, .. }) = self.release(ended.run_id) else {
+                return;
+            };
+            let reason = format!(
+                "the run's actor died {} times within {:?}, past the restart budget; last cause: {cause}",
+                deaths + 1,
+                window
+            );
             run.step = ended.step;
             run.percent = ended.percent;
             run.updated_at = SystemTime::now();
-            if self.accepting {
-                // Restarts from the checkpoint come with durable runs; until then the
-                // run fails, with the cause recorded.
-                tracing::error!(run_id = %run.id, %cause, "run actor died");
-                self.stats.died += 1;
-                run.status = RunStatus::Failed;
-                run.finished_at = Some(run.updated_at);
-                run.error = serde_json::to_value(graphloop_core::RunError::Aborted { reason: cause.clone() }).ok();
-                self.persister.do_send(RecordDeath { run, cause });
-            } else {
+            run.status = RunStatus::Failed;
+            run.finished_at = Some(run.updated_at);
+            let error = graphloop_core::RunError::Aborted { reason };
+            run.error = serde_json::to_value(&error).ok();
+            self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunFailed { error } });
+        } else if let Some(Live { record, .. }) = self.release(ended.run_id) {
+            if ended.status.is_none() {
+                let mut run = record;
+                run.step = ended.step;
+                run.percent = ended.percent;
+                run.updated_at = SystemTime::now();
                 // Stopped by shutdown: resumable from its last checkpoint.
                 run.status = RunStatus::Interrupted;
                 self.persister.do_send(UpdateRun(run.update()));
@@ -293,7 +384,16 @@ impl Handler<Snapshot> for Supervisor {
 
     fn handle(&mut self, Snapshot(run_id): Snapshot, _ctx: &mut Context<Self>) -> Self::Result {
         if let Some(live) = self.running.get(&run_id) {
-            let ask = live.control.snapshot.send(GetSnapshot);
+            let Some((_, control)) = &live.actor else {
+                // Waiting to be restarted: it holds its slot and is running, as far as
+                // its user can tell.
+                let mut run = live.record.clone();
+                run.status = RunStatus::Running;
+                return Box::pin(
+                    async move { Ok(Some(RunSnapshot { run, tasks: Vec::new(), waiting_for_commit: false })) },
+                );
+            };
+            let ask = control.snapshot.send(GetSnapshot);
             // An actor that stopped between the lookup and the answer has committed its
             // final row: the caller reads it from the persister.
             return Box::pin(async move { Ok(ask.await.ok()) });
@@ -308,7 +408,19 @@ impl Handler<Cancel> for Supervisor {
 
     fn handle(&mut self, Cancel(run_id): Cancel, ctx: &mut Context<Self>) -> bool {
         if let Some(live) = self.running.get(&run_id) {
-            live.control.cancel.do_send(CancelRun);
+            if let Some((_, control)) = &live.actor {
+                control.cancel.do_send(CancelRun);
+                return true;
+            }
+            // Waiting to be restarted: end it here.
+            if let Some(Live { record: mut run, .. }) = self.release(run_id) {
+                run.status = RunStatus::Cancelled;
+                run.updated_at = SystemTime::now();
+                run.finished_at = Some(run.updated_at);
+                self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunCancelled });
+            }
+            self.admit_queued(ctx);
+            self.check_drained();
             return true;
         }
         if let Some(position) = self.queue.iter().position(|q| q.record.id == run_id) {
@@ -332,8 +444,17 @@ impl Handler<Shutdown> for Supervisor {
         self.accepting = false;
         // Queued runs stay `queued` in the store: nothing of theirs has run.
         self.queue.clear();
-        for live in self.running.values() {
-            live.control.drain.do_send(Drain);
+        let waiting: Vec<Uuid> = self.running.iter().filter(|(_, l)| l.actor.is_none()).map(|(id, _)| *id).collect();
+        for run_id in waiting {
+            // Waiting to be restarted: it stays resumable from its last checkpoint.
+            if let Some(Live { record: mut run, .. }) = self.release(run_id) {
+                run.status = RunStatus::Interrupted;
+                run.updated_at = SystemTime::now();
+                self.persister.do_send(UpdateRun(run.update()));
+            }
+        }
+        for (_, control) in self.running.values().filter_map(|l| l.actor.as_ref()) {
+            control.drain.do_send(Drain);
         }
         let (tx, rx) = oneshot::channel();
         self.drained.push(tx);
@@ -344,8 +465,8 @@ impl Handler<Shutdown> for Supervisor {
                     // Runs still mid-step: stop them where they are. Their actors report
                     // in from `Drop` and are recorded as interrupted.
                     tracing::warn!(runs = act.running.len(), "shutdown timeout: stopping runs mid-step");
-                    for live in act.running.values() {
-                        live.arbiter.stop();
+                    for (arbiter, _) in act.running.values().filter_map(|l| l.actor.as_ref()) {
+                        arbiter.stop();
                     }
                 }
             },
@@ -357,9 +478,9 @@ impl Handler<PanicRun> for Supervisor {
     type Result = bool;
 
     fn handle(&mut self, PanicRun(run_id): PanicRun, _ctx: &mut Context<Self>) -> bool {
-        match self.running.get(&run_id) {
-            Some(live) => {
-                live.control.inject_panic.do_send(InjectPanic);
+        match self.running.get(&run_id).and_then(|live| live.actor.as_ref()) {
+            Some((_, control)) => {
+                control.inject_panic.do_send(InjectPanic);
                 true
             }
             None => false,

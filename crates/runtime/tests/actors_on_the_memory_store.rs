@@ -11,7 +11,7 @@ use std::time::Duration;
 use graphloop_core::{
     EventKind, Executor, GraphBuilder, NodeContext, NodeError, Reducer, RetryPolicy, Update, UserContext, END, START,
 };
-use graphloop_runtime::{Engine, EngineConfig, EngineError, RunQuery, RunStatus, Streamed};
+use graphloop_runtime::{Engine, EngineConfig, EngineError, RestartPolicy, RunQuery, RunStatus, Streamed};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Notify, Semaphore};
 
@@ -233,24 +233,103 @@ async fn a_per_user_limit_lets_other_users_pass_the_queue() {
     engine.shutdown().await.unwrap();
 }
 
+/// `first`, then a node that waits at `gate`; counts how often `first` ran.
+fn first_then_gated(
+    gate: Arc<Semaphore>,
+    entered: Arc<Semaphore>,
+    firsts: Arc<AtomicUsize>,
+) -> graphloop_core::Graph<Doc> {
+    GraphBuilder::<Doc>::new("first-then-gated")
+        .node("first", move |_s, _ctx| {
+            firsts.fetch_add(1, Ordering::SeqCst);
+            async move { Ok(log("first")) }
+        })
+        .node("wait", move |_s, _ctx| {
+            let (gate, entered) = (Arc::clone(&gate), Arc::clone(&entered));
+            async move {
+                entered.add_permits(1);
+                gate.acquire().await.map_err(|e| NodeError::fatal(e.to_string()))?.forget();
+                Ok(log("released"))
+            }
+        })
+        .edge(START, "first")
+        .edge("first", "wait")
+        .edge("wait", END)
+        .reducer("log", Reducer::append())
+        .compile()
+        .unwrap()
+}
+
+fn quick_restarts(max_restarts: u32) -> EngineConfig {
+    EngineConfig::new().restarts(RestartPolicy {
+        max_restarts,
+        within: Duration::from_secs(3600),
+        backoff_initial: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(4),
+    })
+}
+
 #[tokio::test]
-async fn an_actor_that_panics_outside_a_node_is_noticed_and_its_run_failed() {
-    let engine = engine(EngineConfig::new()).await;
-    let (gate, entered, drops) =
+async fn an_actor_that_panics_outside_a_node_is_restarted_from_its_checkpoint_and_completes() {
+    let engine = engine(quick_restarts(3)).await;
+    let (gate, entered, firsts) =
         (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
-    engine.register(gated(gate, Arc::clone(&entered), Arc::clone(&drops))).unwrap();
-    let run = engine.start_run("gated", &Doc::default(), UserContext::new("u")).await.unwrap();
+    engine.register(first_then_gated(Arc::clone(&gate), Arc::clone(&entered), Arc::clone(&firsts))).unwrap();
+    let run = engine.start_run("first-then-gated", &Doc::default(), UserContext::new("u")).await.unwrap();
     entered.acquire().await.unwrap().forget();
     assert!(engine.inject_actor_panic(run).await.unwrap());
+    // The restarted actor goes on from the checkpoint after `first`: it enters `wait` again.
+    entered.acquire().await.unwrap().forget();
+    gate.add_permits(1);
+    let done = engine.wait(run).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    let output: Doc = serde_json::from_value(done.output.unwrap()).unwrap();
+    assert_eq!(output.log, ["first", "released"]);
+    assert_eq!(firsts.load(Ordering::SeqCst), 1, "a committed step never runs again");
+
+    let events = engine.events(run, 1, 100).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=events.len() as u64).collect::<Vec<_>>());
+    assert!(events.windows(2).all(|w| w[0].event.percent <= w[1].event.percent), "monotone across the restart");
+    let resumed: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.event.kind {
+            EventKind::RunResumed { reason, from_step } => Some((reason.clone(), *from_step)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(resumed.len(), 1);
+    assert!(resumed[0].0.contains("panicked outside a node"), "{resumed:?}");
+    assert_eq!(resumed[0].1, 1);
+    let stats = engine.stats().await.unwrap().supervisor;
+    assert_eq!((stats.died, stats.restarted), (1, 1));
+    engine.wait_for_arbiters(0).await.unwrap();
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_run_that_keeps_dying_fails_past_its_restart_budget_with_every_cause_recorded() {
+    let engine = engine(quick_restarts(2)).await;
+    let (gate, entered, firsts) =
+        (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+    engine.register(first_then_gated(gate, Arc::clone(&entered), firsts)).unwrap();
+    let run = engine.start_run("first-then-gated", &Doc::default(), UserContext::new("u")).await.unwrap();
+    for _ in 0..3 {
+        entered.acquire().await.unwrap().forget();
+        assert!(engine.inject_actor_panic(run).await.unwrap());
+    }
     let done = engine.wait(run).await.unwrap();
     assert_eq!(done.status, RunStatus::Failed);
-    assert!(done.error.unwrap().to_string().contains("panicked outside a node"));
+    let error = done.error.unwrap().to_string();
+    assert!(error.contains("3 times") && error.contains("restart budget"), "{error}");
+
     let events = engine.events(run, 1, 100).await.unwrap();
-    assert!(matches!(events.last().map(|e| &e.event.kind), Some(EventKind::RunFailed { .. })));
     assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=events.len() as u64).collect::<Vec<_>>());
+    let resumed = events.iter().filter(|e| matches!(e.event.kind, EventKind::RunResumed { .. })).count();
+    assert_eq!(resumed, 2, "each restart is recorded with its cause");
+    assert!(matches!(events.last().map(|e| &e.event.kind), Some(EventKind::RunFailed { .. })));
+    let stats = engine.stats().await.unwrap().supervisor;
+    assert_eq!((stats.died, stats.restarted), (3, 2));
     engine.wait_for_arbiters(0).await.unwrap();
-    assert_eq!(drops.load(Ordering::SeqCst), 1);
-    assert_eq!(engine.stats().await.unwrap().supervisor.died, 1);
     engine.shutdown().await.unwrap();
 }
 

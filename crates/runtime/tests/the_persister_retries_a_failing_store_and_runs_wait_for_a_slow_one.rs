@@ -96,6 +96,10 @@ impl Store for TroubledStore {
     fn latest_checkpoint(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<Option<CheckpointRecord>, StoreError>> {
         self.inner.latest_checkpoint(run_id)
     }
+
+    fn last_seq(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
+        self.inner.last_seq(run_id)
+    }
 }
 
 #[tokio::test]
