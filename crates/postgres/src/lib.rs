@@ -458,6 +458,14 @@ impl PgStore {
         rows.iter().map(run_from_row).collect()
     }
 
+    async fn read_unfinished(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let sql =
+            format!("SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running', 'interrupted') ORDER BY id");
+        let rows = client.query(&sql, &[]).await.map_err(db_error)?;
+        rows.iter().map(run_from_row).collect()
+    }
+
     async fn read_last_seq(&self, run_id: Uuid) -> Result<u64, StoreError> {
         let client = self.pool.get().await.map_err(unavailable)?;
         let row = client
@@ -544,5 +552,9 @@ impl Store for PgStore {
 
     fn last_seq(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
         Box::pin(self.read_last_seq(run_id))
+    }
+
+    fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        Box::pin(self.read_unfinished())
     }
 }

@@ -15,13 +15,14 @@ use uuid::Uuid;
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::persister::{
-    Flush, GetStats, ListRuns, PersisterStats, ProgressPersister, ReadEvents, ReadRun, Streamed, Subscribe,
+    Flush, GetStats, ListRuns, ListUnfinished, PersisterStats, ProgressPersister, ReadEvents, ReadRun, RecordEnd,
+    Streamed, Subscribe,
 };
 use crate::run::CommitPolicy;
 use crate::run::{ErasedGraph, RunSnapshot};
 use crate::store::{EventRecord, RunQuery, RunRecord, RunStatus};
 use crate::supervisor::{
-    Cancel, GetSupervisorStats, PanicRun, Reaper, Shutdown, Snapshot, StartRun, Supervisor, SupervisorStats,
+    Cancel, GetSupervisorStats, PanicRun, Reaper, Recover, Shutdown, Snapshot, StartRun, Supervisor, SupervisorStats,
 };
 
 /// The handle to a running engine: cheap to clone, usable from any thread and any
@@ -224,6 +225,35 @@ impl Engine {
         let id = record.id;
         self.inner.supervisor.send(StartRun { record, graph }).await??;
         Ok(id)
+    }
+
+    /// Resumes the runs an earlier process left unfinished (`queued`, `running` or
+    /// `interrupted` in the store), each from its last checkpoint, through admission like
+    /// any run. Call it once after registering the graphs. A run whose graph (name and
+    /// version) is not registered fails, saying so. Returns the resumed runs' ids.
+    pub async fn recover(&self) -> Result<Vec<Uuid>, EngineError> {
+        let unfinished = self.inner.persister.send(ListUnfinished).await??;
+        let mut resumed = Vec::with_capacity(unfinished.len());
+        for mut run in unfinished {
+            match self.graph(&run.graph, Some(run.graph_version)) {
+                Ok(graph) => {
+                    let id = run.id;
+                    self.inner.supervisor.send(Recover { record: run, graph }).await??;
+                    resumed.push(id);
+                }
+                Err(missing) => {
+                    let error = graphloop_core::RunError::Aborted { reason: format!("cannot resume: {missing}") };
+                    run.status = RunStatus::Failed;
+                    run.updated_at = SystemTime::now();
+                    run.finished_at = Some(run.updated_at);
+                    run.error = serde_json::to_value(&error).ok();
+                    self.inner
+                        .persister
+                        .do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunFailed { error } });
+                }
+            }
+        }
+        Ok(resumed)
     }
 
     /// A run's status: live from its actor while it runs (answered even while a node

@@ -91,6 +91,13 @@ impl Store for MemoryStore {
         Box::pin(future::ready(Ok(runs)))
     }
 
+    fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        let data = self.data.borrow();
+        let mut runs: Vec<RunRecord> = data.runs.values().filter(|r| r.status.is_unfinished()).cloned().collect();
+        runs.sort_by_key(|r| r.id);
+        Box::pin(future::ready(Ok(runs)))
+    }
+
     fn last_seq(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
         let data = self.data.borrow();
         let last = data.events.range((run_id, 0)..=(run_id, u64::MAX)).next_back().map_or(0, |((_, seq), _)| *seq);

@@ -177,6 +177,11 @@ pub(crate) struct ReadEvents {
     pub(crate) limit: usize,
 }
 
+/// Lists the runs that have not ended.
+#[derive(Message)]
+#[rtype(result = "Result<Vec<RunRecord>, EngineError>")]
+pub(crate) struct ListUnfinished;
+
 /// Lists runs.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<RunRecord>, EngineError>")]
@@ -723,6 +728,15 @@ impl Handler<ListRuns> for ProgressPersister {
     fn handle(&mut self, ListRuns(query): ListRuns, _ctx: &mut Context<Self>) -> Self::Result {
         let store = self.store();
         Box::pin(async move { Ok(store?.runs(&query).await?) })
+    }
+}
+
+impl Handler<ListUnfinished> for ProgressPersister {
+    type Result = ResponseFuture<Result<Vec<RunRecord>, EngineError>>;
+
+    fn handle(&mut self, _: ListUnfinished, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store();
+        Box::pin(async move { Ok(store?.unfinished_runs().await?) })
     }
 }
 

@@ -40,6 +40,11 @@ impl RunStatus {
     pub const ALL: [RunStatus; 6] =
         [Self::Queued, Self::Running, Self::Interrupted, Self::Completed, Self::Failed, Self::Cancelled];
 
+    /// Whether the run has not ended and should be resumed by the next process.
+    pub fn is_unfinished(self) -> bool {
+        matches!(self, Self::Queued | Self::Running | Self::Interrupted)
+    }
+
     /// Whether the run is over for good.
     pub fn is_terminal(self) -> bool {
         matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
@@ -280,6 +285,10 @@ pub trait Store {
 
     /// A run's latest checkpoint.
     fn latest_checkpoint(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<Option<CheckpointRecord>, StoreError>>;
+
+    /// Runs that have not ended (`queued`, `running`, `interrupted`), oldest first: the
+    /// runs to resume when a process starts.
+    fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
 
     /// The highest `seq` of a run's stored events (0 if none).
     fn last_seq(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<u64, StoreError>>;

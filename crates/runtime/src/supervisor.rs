@@ -87,6 +87,17 @@ pub(crate) struct GetSupervisorStats;
 struct Queued {
     record: RunRecord,
     graph: Arc<dyn ErasedGraph>,
+    /// For a run recovered from the store: why it is resumed.
+    resume: Option<String>,
+}
+
+/// Admits a run recovered from the store (its row exists): it resumes from its last
+/// checkpoint when a slot is free.
+#[derive(Message)]
+#[rtype(result = "Result<(), EngineError>")]
+pub(crate) struct Recover {
+    pub(crate) record: RunRecord,
+    pub(crate) graph: Arc<dyn ErasedGraph>,
 }
 
 /// An admitted run holding a slot: running, or waiting to be restarted.
@@ -188,10 +199,18 @@ impl Supervisor {
     }
 
     fn launch(&mut self, queued: Queued, ctx: &mut Context<Self>) {
-        let Queued { record, graph } = queued;
-        let actor = self.spawn_actor(&record, &graph, None, ctx);
+        let Queued { record, graph, resume } = queued;
+        let run_id = record.id;
+        let actor = match resume {
+            // Resumed runs first read where they stand; the slot is theirs meanwhile.
+            Some(_) => None,
+            None => Some(self.spawn_actor(&record, &graph, None, ctx)),
+        };
         *self.per_user.entry(record.user.user_id.clone()).or_default() += 1;
-        self.running.insert(record.id, Live { actor: Some(actor), record, graph, deaths: VecDeque::new() });
+        self.running.insert(run_id, Live { actor, record, graph, deaths: VecDeque::new() });
+        if let Some(reason) = resume {
+            self.restart(run_id, reason, ctx);
+        }
         self.stats.started += 1;
         self.stats.peak_running = self.stats.peak_running.max(self.running.len());
     }
@@ -252,13 +271,14 @@ impl Supervisor {
         if !self.accepting || live.actor.is_some() {
             return;
         }
-        let resume = Resume {
+        // A run with no event yet never started: it simply starts.
+        let resume = (point.last_seq > 0 || point.checkpoint.is_some()).then_some(Resume {
             checkpoint: point.checkpoint,
             last_seq: point.last_seq,
             last_percent: point.last_percent,
             reason: cause,
-        };
-        let actor = self.spawn_actor(&live.record, &live.graph, Some(resume), ctx);
+        });
+        let actor = self.spawn_actor(&live.record, &live.graph, resume, ctx);
         if let Some(live) = self.running.get_mut(&run_id) {
             live.actor = Some(actor);
         }
@@ -310,7 +330,24 @@ impl Handler<StartRun> for Supervisor {
             });
         }
         self.persister.do_send(InsertRun(record.clone()));
-        self.queue.push_back(Queued { record, graph });
+        self.queue.push_back(Queued { record, graph, resume: None });
+        self.admit_queued(ctx);
+        Ok(())
+    }
+}
+
+impl Handler<Recover> for Supervisor {
+    type Result = Result<(), EngineError>;
+
+    fn handle(&mut self, Recover { record, graph }: Recover, ctx: &mut Context<Self>) -> Self::Result {
+        if !self.accepting {
+            return Err(EngineError::ShuttingDown);
+        }
+        if self.running.contains_key(&record.id) || self.queue.iter().any(|q| q.record.id == record.id) {
+            return Ok(());
+        }
+        let reason = format!("resumed after the process that ran it stopped (it was {})", record.status);
+        self.queue.push_back(Queued { record, graph, resume: Some(reason) });
         self.admit_queued(ctx);
         Ok(())
     }

@@ -100,6 +100,10 @@ impl Store for TroubledStore {
     fn last_seq(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
         self.inner.last_seq(run_id)
     }
+
+    fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
+        self.inner.unfinished_runs()
+    }
 }
 
 #[tokio::test]
