@@ -31,7 +31,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::future::LocalBoxFuture;
 use graphloop_core::{RunEvent, UserContext};
 use graphloop_runtime::{
-    Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, RunStatus, Store, StoreError, StoreFactory,
+    Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, RunStatus, RunStorage, Store, StoreError, StoreFactory,
 };
 use serde_json::Value;
 use tokio_postgres::{NoTls, Row};
@@ -260,6 +260,11 @@ const INSERT_CHECKPOINTS: &str = "
     SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::jsonb[], $4::timestamptz[])
     ON CONFLICT (run_id, step) DO NOTHING";
 
+const PRUNE_TO_LAST: &str = "
+    DELETE FROM checkpoints AS c
+     USING (SELECT run_id, max(step) AS last FROM checkpoints WHERE run_id = ANY($1) GROUP BY run_id) AS m
+     WHERE c.run_id = m.run_id AND c.step < m.last";
+
 const RUN_COLUMNS: &str = "id, graph, graph_version, user_id, tenant, roles, status, input, output, error, \
                            step, percent, created_at, updated_at, started_at, finished_at";
 
@@ -269,14 +274,16 @@ impl PgStore {
         let tx = client.transaction().await.map_err(db_error)?;
         // The statements are independent of each other's results: they are sent together
         // (tokio-postgres pipelines concurrent queries on one connection) and run in order.
-        let (insert_runs, update_runs, insert_events, insert_checkpoints) = futures_util::future::try_join4(
-            tx.prepare_cached(INSERT_RUNS),
-            tx.prepare_cached(UPDATE_RUNS),
-            tx.prepare_cached(INSERT_EVENTS),
-            tx.prepare_cached(INSERT_CHECKPOINTS),
-        )
-        .await
-        .map_err(db_error)?;
+        let (insert_runs, update_runs, insert_events, insert_checkpoints, prune_to_last) =
+            futures_util::future::try_join5(
+                tx.prepare_cached(INSERT_RUNS),
+                tx.prepare_cached(UPDATE_RUNS),
+                tx.prepare_cached(INSERT_EVENTS),
+                tx.prepare_cached(INSERT_CHECKPOINTS),
+                tx.prepare_cached(PRUNE_TO_LAST),
+            )
+            .await
+            .map_err(db_error)?;
 
         let runs = &batch.runs;
         let run_ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
@@ -403,7 +410,14 @@ impl PgStore {
             tx.execute(&insert_checkpoints, &[&checkpoint_runs, &checkpoint_steps, &checkpoint_data, &checkpoint_at])
                 .await
         };
-        futures_util::future::try_join4(insert_runs, update_runs, insert_events, insert_checkpoints)
+        // After the checkpoints: a run that ended in this batch keeps only its last one.
+        let prune = async {
+            if batch.prune_to_last.is_empty() {
+                return Ok(0);
+            }
+            tx.execute(&prune_to_last, &[&batch.prune_to_last]).await
+        };
+        futures_util::future::try_join5(insert_runs, update_runs, insert_events, insert_checkpoints, prune)
             .await
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
@@ -456,6 +470,39 @@ impl PgStore {
             .await
             .map_err(db_error)?;
         rows.iter().map(run_from_row).collect()
+    }
+
+    async fn delete_expired_checkpoints(&self, finished_before: SystemTime) -> Result<u64, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        client
+            .execute(
+                "DELETE FROM checkpoints AS c USING runs AS r
+                  WHERE c.run_id = r.id AND r.status IN ('completed', 'failed', 'cancelled') AND r.finished_at < $1",
+                &[&finished_before],
+            )
+            .await
+            .map_err(db_error)
+    }
+
+    async fn read_storage(&self, run_id: Uuid) -> Result<RunStorage, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let row = client
+            .query_one(
+                "SELECT (SELECT count(*) FROM events WHERE run_id = $1),
+                        (SELECT coalesce(sum(pg_column_size(e.*)), 0)::int8 FROM events e WHERE run_id = $1),
+                        (SELECT count(*) FROM checkpoints WHERE run_id = $1),
+                        (SELECT coalesce(sum(pg_column_size(c.*)), 0)::int8 FROM checkpoints c WHERE run_id = $1)",
+                &[&run_id],
+            )
+            .await
+            .map_err(db_error)?;
+        let get = |i: usize, what: &str| -> Result<u64, StoreError> { to_u64(row.try_get(i).map_err(corrupt)?, what) };
+        Ok(RunStorage {
+            events: get(0, "event count")?,
+            event_bytes: get(1, "event bytes")?,
+            checkpoints: get(2, "checkpoint count")?,
+            checkpoint_bytes: get(3, "checkpoint bytes")?,
+        })
     }
 
     async fn read_unfinished(&self) -> Result<Vec<RunRecord>, StoreError> {
@@ -556,5 +603,13 @@ impl Store for PgStore {
 
     fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
         Box::pin(self.read_unfinished())
+    }
+
+    fn prune_checkpoints(&self, finished_before: SystemTime) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
+        Box::pin(self.delete_expired_checkpoints(finished_before))
+    }
+
+    fn storage(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<RunStorage, StoreError>> {
+        Box::pin(self.read_storage(run_id))
     }
 }

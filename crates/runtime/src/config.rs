@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::memory::MemoryStoreFactory;
-use crate::store::StoreFactory;
+use crate::store::{Retention, StoreFactory};
 
 /// How the engine runs. Start from [`EngineConfig::new`] (in-memory store, defaults
 /// below) and change what you need.
@@ -215,6 +215,8 @@ pub struct PersisterConfig {
     /// Events a live subscriber may fall behind before it is dropped (it can resume
     /// from its last seq).
     pub subscriber_capacity: usize,
+    /// What is kept of finished runs' checkpoints.
+    pub retention: Retention,
 }
 
 impl Default for PersisterConfig {
@@ -226,6 +228,7 @@ impl Default for PersisterConfig {
             retry_initial: Duration::from_millis(50),
             retry_max: Duration::from_secs(5),
             subscriber_capacity: 4_096,
+            retention: Retention::KeepLast,
         }
     }
 }
@@ -249,6 +252,13 @@ impl PersisterConfig {
     #[must_use]
     pub fn buffer_capacity(mut self, rows: usize) -> Self {
         self.buffer_capacity = rows.max(1);
+        self
+    }
+
+    /// What is kept of finished runs' checkpoints.
+    #[must_use]
+    pub fn retention(mut self, retention: Retention) -> Self {
+        self.retention = retention;
         self
     }
 

@@ -15,12 +15,12 @@ use uuid::Uuid;
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::persister::{
-    Flush, GetStats, ListRuns, ListUnfinished, PersisterStats, ProgressPersister, ReadEvents, ReadRun, RecordEnd,
-    Streamed, Subscribe,
+    Flush, GetStats, ListRuns, ListUnfinished, PersisterStats, ProgressPersister, PruneNow, ReadEvents, ReadRun,
+    ReadStorage, RecordEnd, Streamed, Subscribe,
 };
 use crate::run::CommitPolicy;
 use crate::run::{ErasedGraph, RunSnapshot};
-use crate::store::{EventRecord, RunQuery, RunRecord, RunStatus};
+use crate::store::{EventRecord, RunQuery, RunRecord, RunStatus, RunStorage};
 use crate::supervisor::{
     Cancel, GetSupervisorStats, PanicRun, Reaper, Recover, Shutdown, Snapshot, StartRun, Supervisor, SupervisorStats,
 };
@@ -319,6 +319,17 @@ impl Engine {
     /// A run's stored events with `seq >= from_seq`, at most `limit`.
     pub async fn events(&self, run_id: Uuid, from_seq: u64, limit: usize) -> Result<Vec<EventRecord>, EngineError> {
         self.inner.persister.send(ReadEvents { run_id, from_seq, limit }).await?
+    }
+
+    /// How much a run occupies in the store (events and checkpoints, with bytes).
+    pub async fn storage(&self, run_id: Uuid) -> Result<RunStorage, EngineError> {
+        self.inner.persister.send(ReadStorage(run_id)).await?
+    }
+
+    /// Applies a `Retention::DeleteAfter` TTL now (it also runs periodically); returns how
+    /// many checkpoints were deleted (0 under the other retentions).
+    pub async fn prune(&self) -> Result<u64, EngineError> {
+        self.inner.persister.send(PruneNow).await?
     }
 
     /// One user's runs, newest first.

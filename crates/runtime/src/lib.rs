@@ -39,6 +39,7 @@ pub use memory::{MemoryStore, MemoryStoreFactory};
 pub use persister::{PersisterStats, ProgressPersister, Streamed};
 pub use run::RunSnapshot;
 pub use store::{
-    Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, RunStatus, RunUpdate, Store, StoreError, StoreFactory,
+    Batch, CheckpointRecord, EventRecord, Retention, RunQuery, RunRecord, RunStatus, RunStorage, RunUpdate, Store,
+    StoreError, StoreFactory,
 };
 pub use supervisor::{Supervisor, SupervisorStats};

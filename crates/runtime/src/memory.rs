@@ -2,13 +2,16 @@
 //! store of fast actor tests. It keeps everything until the process ends.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
+use std::time::SystemTime;
 
 use futures_util::future::{self, LocalBoxFuture};
 use uuid::Uuid;
 
-use crate::store::{Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, Store, StoreError, StoreFactory};
+use crate::store::{
+    Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, RunStorage, Store, StoreError, StoreFactory,
+};
 
 /// Opens a [`MemoryStore`].
 #[derive(Debug, Clone, Copy, Default)]
@@ -56,6 +59,12 @@ impl Store for MemoryStore {
         for checkpoint in &batch.checkpoints {
             data.checkpoints.insert((checkpoint.run_id, checkpoint.checkpoint.step), checkpoint.clone());
         }
+        for run_id in &batch.prune_to_last {
+            let last = data.checkpoints.range((*run_id, 0)..=(*run_id, u64::MAX)).next_back().map(|(key, _)| *key);
+            if let Some((_, last_step)) = last {
+                data.checkpoints.retain(|(run, step), _| run != run_id || *step == last_step);
+            }
+        }
         Box::pin(future::ready(Ok(())))
     }
 
@@ -96,6 +105,33 @@ impl Store for MemoryStore {
         let mut runs: Vec<RunRecord> = data.runs.values().filter(|r| r.status.is_unfinished()).cloned().collect();
         runs.sort_by_key(|r| r.id);
         Box::pin(future::ready(Ok(runs)))
+    }
+
+    fn prune_checkpoints(&self, finished_before: SystemTime) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
+        let mut data = self.data.borrow_mut();
+        let expired: HashSet<Uuid> = data
+            .runs
+            .values()
+            .filter(|r| r.status.is_terminal() && r.finished_at.is_some_and(|at| at < finished_before))
+            .map(|r| r.id)
+            .collect();
+        let before = data.checkpoints.len();
+        data.checkpoints.retain(|(run, _), _| !expired.contains(run));
+        Box::pin(future::ready(Ok((before - data.checkpoints.len()) as u64)))
+    }
+
+    fn storage(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<RunStorage, StoreError>> {
+        let data = self.data.borrow();
+        let mut storage = RunStorage::default();
+        for (_, event) in data.events.range((run_id, 0)..=(run_id, u64::MAX)) {
+            storage.events += 1;
+            storage.event_bytes += serde_json::to_vec(&event.event).map_or(0, |v| v.len() as u64);
+        }
+        for (_, checkpoint) in data.checkpoints.range((run_id, 0)..=(run_id, u64::MAX)) {
+            storage.checkpoints += 1;
+            storage.checkpoint_bytes += serde_json::to_vec(&checkpoint.checkpoint).map_or(0, |v| v.len() as u64);
+        }
+        Box::pin(future::ready(Ok(storage)))
     }
 
     fn last_seq(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<u64, StoreError>> {

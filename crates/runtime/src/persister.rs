@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use actix::prelude::*;
+use futures_util::future::LocalBoxFuture;
 use graphloop_core::{EventKind, RunEvent};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -21,7 +22,8 @@ use uuid::Uuid;
 use crate::config::PersisterConfig;
 use crate::error::EngineError;
 use crate::store::{
-    Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, RunUpdate, Store, StoreError, StoreFactory,
+    Batch, CheckpointRecord, EventRecord, Retention, RunQuery, RunRecord, RunStorage, RunUpdate, Store, StoreError,
+    StoreFactory,
 };
 
 /// What a live subscriber receives.
@@ -231,6 +233,7 @@ pub struct ProgressPersister {
 
 #[derive(Default)]
 struct Pending {
+    prune_to_last: Vec<Uuid>,
     runs: Vec<RunRecord>,
     run_updates: HashMap<Uuid, RunUpdate>,
     events: Vec<EventRecord>,
@@ -249,6 +252,7 @@ impl Pending {
             run_updates: taken.run_updates.into_values().collect(),
             events: taken.events,
             checkpoints: taken.checkpoints,
+            prune_to_last: taken.prune_to_last,
         }
     }
 }
@@ -427,6 +431,9 @@ impl ProgressPersister {
     }
 
     fn update_run(&mut self, update: RunUpdate, ctx: &mut Context<Self>) {
+        if update.status.is_terminal() && self.config.retention == Retention::KeepLast {
+            self.pending.prune_to_last.push(update.id);
+        }
         self.unwritten_updates.insert(update.id, update.clone());
         self.pending.run_updates.insert(update.id, update);
         self.accepted_row(ctx);
@@ -510,6 +517,62 @@ impl Actor for ProgressPersister {
             }
         }));
         ctx.run_interval(self.config.flush_interval, |act, ctx| act.flush(ctx));
+        if let Retention::DeleteAfter(ttl) = self.config.retention {
+            let every = (ttl / 4).clamp(Duration::from_secs(1), Duration::from_secs(300));
+            ctx.run_interval(every, |act, ctx| {
+                let prune = act.prune_expired();
+                ctx.spawn(prune.into_actor(act).map(|pruned, _act, _ctx| {
+                    if let Err(error) = pruned {
+                        tracing::warn!(%error, "pruning expired checkpoints failed; will retry");
+                    }
+                }));
+            });
+        }
+    }
+}
+
+impl ProgressPersister {
+    /// Deletes the checkpoints of runs finished longer ago than the retention's TTL.
+    fn prune_expired(&self) -> LocalBoxFuture<'static, Result<u64, EngineError>> {
+        let store = self.store();
+        let ttl = match self.config.retention {
+            Retention::DeleteAfter(ttl) => Some(ttl),
+            _ => None,
+        };
+        Box::pin(async move {
+            let Some(ttl) = ttl else {
+                return Ok(0);
+            };
+            let before = SystemTime::now().checked_sub(ttl).unwrap_or(SystemTime::UNIX_EPOCH);
+            Ok(store?.prune_checkpoints(before).await?)
+        })
+    }
+}
+
+/// Applies the retention's TTL now; answers how many checkpoints were deleted.
+#[derive(Message)]
+#[rtype(result = "Result<u64, EngineError>")]
+pub(crate) struct PruneNow;
+
+impl Handler<PruneNow> for ProgressPersister {
+    type Result = ResponseFuture<Result<u64, EngineError>>;
+
+    fn handle(&mut self, _: PruneNow, _ctx: &mut Context<Self>) -> Self::Result {
+        self.prune_expired()
+    }
+}
+
+/// How much a run occupies in the store.
+#[derive(Message)]
+#[rtype(result = "Result<RunStorage, EngineError>")]
+pub(crate) struct ReadStorage(pub(crate) Uuid);
+
+impl Handler<ReadStorage> for ProgressPersister {
+    type Result = ResponseFuture<Result<RunStorage, EngineError>>;
+
+    fn handle(&mut self, ReadStorage(run_id): ReadStorage, _ctx: &mut Context<Self>) -> Self::Result {
+        let store = self.store();
+        Box::pin(async move { Ok(store?.storage(run_id).await?) })
     }
 }
 

@@ -211,12 +211,41 @@ pub struct Batch {
     pub events: Vec<EventRecord>,
     /// Checkpoints to insert (idempotently).
     pub checkpoints: Vec<CheckpointRecord>,
+    /// Runs that ended in this batch whose checkpoints are pruned to the latest, in the
+    /// same transaction ([`Retention::KeepLast`]).
+    pub prune_to_last: Vec<Uuid>,
+}
+
+/// What is kept of a finished run's checkpoints.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Retention {
+    /// Every checkpoint.
+    KeepAll,
+    /// The last one only (the default): enough to inspect the final position.
+    #[default]
+    KeepLast,
+    /// All of them, until the run has been finished this long; then none.
+    DeleteAfter(std::time::Duration),
+}
+
+/// How much a run occupies in the store.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStorage {
+    /// Stored events.
+    pub events: u64,
+    /// Their size in bytes (as the store counts it).
+    pub event_bytes: u64,
+    /// Stored checkpoints.
+    pub checkpoints: u64,
+    /// Their size in bytes.
+    pub checkpoint_bytes: u64,
 }
 
 impl Batch {
     /// Rows in the batch.
     pub fn len(&self) -> usize {
-        self.runs.len() + self.run_updates.len() + self.events.len() + self.checkpoints.len()
+        self.runs.len() + self.run_updates.len() + self.events.len() + self.checkpoints.len() + self.prune_to_last.len()
     }
 
     /// Whether the batch holds nothing.
@@ -289,6 +318,13 @@ pub trait Store {
     /// Runs that have not ended (`queued`, `running`, `interrupted`), oldest first: the
     /// runs to resume when a process starts.
     fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
+
+    /// Deletes every checkpoint of the runs that finished before `finished_before`;
+    /// returns how many were deleted.
+    fn prune_checkpoints(&self, finished_before: SystemTime) -> LocalBoxFuture<'_, Result<u64, StoreError>>;
+
+    /// How much a run occupies.
+    fn storage(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<RunStorage, StoreError>>;
 
     /// The highest `seq` of a run's stored events (0 if none).
     fn last_seq(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<u64, StoreError>>;

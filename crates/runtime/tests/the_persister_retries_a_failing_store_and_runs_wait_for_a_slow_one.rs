@@ -104,6 +104,14 @@ impl Store for TroubledStore {
     fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
         self.inner.unfinished_runs()
     }
+
+    fn prune_checkpoints(&self, finished_before: std::time::SystemTime) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
+        self.inner.prune_checkpoints(finished_before)
+    }
+
+    fn storage(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<graphloop_runtime::RunStorage, StoreError>> {
+        self.inner.storage(run_id)
+    }
 }
 
 #[tokio::test]
