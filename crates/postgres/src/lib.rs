@@ -24,6 +24,7 @@
 //! # Ok(()) }
 //! ```
 
+use std::borrow::Cow;
 use std::rc::Rc;
 use std::time::{Duration, SystemTime};
 
@@ -207,6 +208,53 @@ fn db_message(e: &tokio_postgres::Error) -> String {
     }
 }
 
+/// PostgreSQL's `text` and `jsonb` cannot hold NUL characters (text extracted from PDFs
+/// often has them). Such a row would be refused on every retry and hold up every write
+/// behind it, so NULs are replaced with U+FFFD when written.
+fn clean_text(text: &str) -> Cow<'_, str> {
+    if text.contains('\0') {
+        Cow::Owned(text.replace('\0', "\u{FFFD}"))
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
+}
+
+fn clean_owned(value: Value) -> Value {
+    match value {
+        Value::String(s) if s.contains('\0') => Value::String(s.replace('\0', "\u{FFFD}")),
+        Value::Array(items) => Value::Array(items.into_iter().map(clean_owned).collect()),
+        Value::Object(map) => {
+            Value::Object(map.into_iter().map(|(k, v)| (clean_text(&k).into_owned(), clean_owned(v))).collect())
+        }
+        other => other,
+    }
+}
+
+fn cleaned(value: Value) -> Value {
+    if has_nul(&value) {
+        clean_owned(value)
+    } else {
+        value
+    }
+}
+
+fn clean_json(value: &Value) -> Cow<'_, Value> {
+    if has_nul(value) {
+        Cow::Owned(clean_owned(value.clone()))
+    } else {
+        Cow::Borrowed(value)
+    }
+}
+
 fn to_i64(n: u64) -> i64 {
     i64::try_from(n).unwrap_or(i64::MAX)
 }
@@ -287,15 +335,22 @@ impl PgStore {
 
         let runs = &batch.runs;
         let run_ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
-        let graphs: Vec<&str> = runs.iter().map(|r| r.graph.as_str()).collect();
+        let graphs: Vec<Cow<'_, str>> = runs.iter().map(|r| clean_text(&r.graph)).collect();
+        let graphs: Vec<&str> = graphs.iter().map(AsRef::as_ref).collect();
         let versions: Vec<i32> = runs.iter().map(|r| i32::try_from(r.graph_version).unwrap_or(i32::MAX)).collect();
-        let run_users: Vec<&str> = runs.iter().map(|r| r.user.user_id.as_str()).collect();
-        let tenants: Vec<Option<&str>> = runs.iter().map(|r| r.user.tenant.as_deref()).collect();
-        let roles: Vec<Value> = runs.iter().map(|r| Value::from(r.user.roles.clone())).collect();
+        let run_users: Vec<Cow<'_, str>> = runs.iter().map(|r| clean_text(&r.user.user_id)).collect();
+        let run_users: Vec<&str> = run_users.iter().map(AsRef::as_ref).collect();
+        let tenants: Vec<Option<Cow<'_, str>>> =
+            runs.iter().map(|r| r.user.tenant.as_deref().map(clean_text)).collect();
+        let tenants: Vec<Option<&str>> = tenants.iter().map(|t| t.as_deref()).collect();
+        let roles: Vec<Value> = runs.iter().map(|r| cleaned(Value::from(r.user.roles.clone()))).collect();
         let run_statuses: Vec<&str> = runs.iter().map(|r| r.status.as_str()).collect();
-        let inputs: Vec<&Value> = runs.iter().map(|r| &r.input).collect();
-        let run_outputs: Vec<Option<&Value>> = runs.iter().map(|r| r.output.as_ref()).collect();
-        let run_errors: Vec<Option<&Value>> = runs.iter().map(|r| r.error.as_ref()).collect();
+        let inputs: Vec<Cow<'_, Value>> = runs.iter().map(|r| clean_json(&r.input)).collect();
+        let inputs: Vec<&Value> = inputs.iter().map(AsRef::as_ref).collect();
+        let run_outputs: Vec<Option<Cow<'_, Value>>> = runs.iter().map(|r| r.output.as_ref().map(clean_json)).collect();
+        let run_outputs: Vec<Option<&Value>> = run_outputs.iter().map(|o| o.as_deref()).collect();
+        let run_errors: Vec<Option<Cow<'_, Value>>> = runs.iter().map(|r| r.error.as_ref().map(clean_json)).collect();
+        let run_errors: Vec<Option<&Value>> = run_errors.iter().map(|e| e.as_deref()).collect();
         let run_steps: Vec<i64> = runs.iter().map(|r| to_i64(r.step)).collect();
         let run_percents: Vec<f64> = runs.iter().map(|r| r.percent).collect();
         let created: Vec<SystemTime> = runs.iter().map(|r| r.created_at).collect();
@@ -306,8 +361,12 @@ impl PgStore {
         let updates = &batch.run_updates;
         let update_ids: Vec<Uuid> = updates.iter().map(|u| u.id).collect();
         let update_statuses: Vec<&str> = updates.iter().map(|u| u.status.as_str()).collect();
-        let update_outputs: Vec<Option<&Value>> = updates.iter().map(|u| u.output.as_ref()).collect();
-        let update_errors: Vec<Option<&Value>> = updates.iter().map(|u| u.error.as_ref()).collect();
+        let update_outputs: Vec<Option<Cow<'_, Value>>> =
+            updates.iter().map(|u| u.output.as_ref().map(clean_json)).collect();
+        let update_outputs: Vec<Option<&Value>> = update_outputs.iter().map(|o| o.as_deref()).collect();
+        let update_errors: Vec<Option<Cow<'_, Value>>> =
+            updates.iter().map(|u| u.error.as_ref().map(clean_json)).collect();
+        let update_errors: Vec<Option<&Value>> = update_errors.iter().map(|e| e.as_deref()).collect();
         let update_steps: Vec<i64> = updates.iter().map(|u| to_i64(u.step)).collect();
         let update_percents: Vec<f64> = updates.iter().map(|u| u.percent).collect();
         let update_updated: Vec<SystemTime> = updates.iter().map(|u| u.updated_at).collect();
@@ -317,13 +376,18 @@ impl PgStore {
         let events = &batch.events;
         let event_runs: Vec<Uuid> = events.iter().map(|e| e.run_id).collect();
         let seqs: Vec<i64> = events.iter().map(|e| to_i64(e.seq)).collect();
-        let event_users: Vec<&str> = events.iter().map(|e| e.user_id.as_str()).collect();
+        let event_users: Vec<Cow<'_, str>> = events.iter().map(|e| clean_text(&e.user_id)).collect();
+        let event_users: Vec<&str> = event_users.iter().map(AsRef::as_ref).collect();
         let kinds: Vec<&str> = events.iter().map(|e| e.event.kind.name()).collect();
         let event_steps: Vec<i64> = events.iter().map(|e| to_i64(e.event.step)).collect();
-        let nodes: Vec<Option<&str>> = events.iter().map(|e| e.event.kind.task()).collect();
+        let nodes: Vec<Option<Cow<'_, str>>> = events.iter().map(|e| e.event.kind.task().map(clean_text)).collect();
+        let nodes: Vec<Option<&str>> = nodes.iter().map(|n| n.as_deref()).collect();
         let event_percents: Vec<f64> = events.iter().map(|e| e.event.percent).collect();
-        let event_data: Vec<Value> =
-            events.iter().map(|e| serde_json::to_value(&e.event)).collect::<Result<_, _>>().map_err(unavailable)?;
+        let event_data: Vec<Value> = events
+            .iter()
+            .map(|e| serde_json::to_value(&e.event).map(cleaned))
+            .collect::<Result<_, _>>()
+            .map_err(unavailable)?;
         let event_at: Vec<SystemTime> = events.iter().map(|e| e.at).collect();
 
         let checkpoints = &batch.checkpoints;
@@ -331,7 +395,7 @@ impl PgStore {
         let checkpoint_steps: Vec<i64> = checkpoints.iter().map(|c| to_i64(c.checkpoint.step)).collect();
         let checkpoint_data: Vec<Value> = checkpoints
             .iter()
-            .map(|c| serde_json::to_value(&c.checkpoint))
+            .map(|c| serde_json::to_value(&c.checkpoint).map(cleaned))
             .collect::<Result<_, _>>()
             .map_err(unavailable)?;
         let checkpoint_at: Vec<SystemTime> = checkpoints.iter().map(|c| c.at).collect();

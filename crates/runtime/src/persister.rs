@@ -414,7 +414,10 @@ impl ProgressPersister {
     fn append(&mut self, record: EventRecord, ctx: &mut Context<Self>) {
         let run_id = record.run_id;
         self.stats.events_accepted += 1;
-        self.last_seq.insert(run_id, (record.seq, record.event.percent));
+        let last = self.last_seq.entry(run_id).or_insert((0, 0.0));
+        if record.seq > last.0 {
+            *last = (record.seq, record.event.percent);
+        }
         self.fan_out(&record);
         self.recent.entry(run_id).or_default().insert(record.seq, record.clone());
         self.pending.events.push(record);
@@ -434,8 +437,17 @@ impl ProgressPersister {
         if update.status.is_terminal() && self.config.retention == Retention::KeepLast {
             self.pending.prune_to_last.push(update.id);
         }
-        self.unwritten_updates.insert(update.id, update.clone());
-        self.pending.run_updates.insert(update.id, update);
+        // A run's final status always wins over a later non-final one (a shutdown's
+        // `interrupted` arriving after the run's own `cancelled`, say).
+        let keeps_final = |pending: Option<&RunUpdate>| {
+            pending.is_some_and(|p| p.status.is_terminal() && !update.status.is_terminal())
+        };
+        if !keeps_final(self.unwritten_updates.get(&update.id)) {
+            self.unwritten_updates.insert(update.id, update.clone());
+        }
+        if !keeps_final(self.pending.run_updates.get(&update.id)) {
+            self.pending.run_updates.insert(update.id, update);
+        }
         self.accepted_row(ctx);
     }
 
@@ -461,8 +473,9 @@ impl ProgressPersister {
         }
     }
 
-    /// Delivers the stored events a new subscriber missed, then switches it to live.
-    fn finish_replay(&mut self, run_id: Uuid, id: u64, stored: Vec<EventRecord>) {
+    /// Delivers the stored events a new subscriber missed, then switches it to live; if
+    /// the run has ended (`ended`), the stream ends here, whatever `from_seq` was.
+    fn finish_replay(&mut self, run_id: Uuid, id: u64, stored: Vec<EventRecord>, ended: bool) {
         let Some(subscribers) = self.subscribers.get_mut(&run_id) else {
             return;
         };
@@ -472,7 +485,7 @@ impl ProgressPersister {
         let sub = &mut subscribers[position];
         let mut events: BTreeMap<u64, EventRecord> = stored.into_iter().map(|e| (e.seq, e)).collect();
         events.extend(sub.replay.take().unwrap_or_default().into_iter().map(|e| (e.seq, e)));
-        let mut keep = true;
+        let mut keep = !ended;
         for (seq, event) in events.range(sub.next_seq..) {
             let terminal = event.event.kind.is_terminal();
             if sub.tx.try_send(Streamed::Event(event.clone())).is_err() {
@@ -498,7 +511,10 @@ impl Actor for ProgressPersister {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.set_mailbox_capacity(4_096);
+        // Memory is bounded by the buffer's room waiters and the runs' unanswered commits,
+        // not by the mailbox: with a small capacity, actix holds back `send`s (commits)
+        // but not `do_send`s, which could reorder a run's messages.
+        ctx.set_mailbox_capacity(1 << 20);
         let Some(factory) = self.factory.take() else {
             return;
         };
@@ -647,40 +663,81 @@ impl Handler<Commit> for ProgressPersister {
 impl Handler<RecordEnd> for ProgressPersister {
     type Result = ();
 
-    fn handle(&mut self, RecordEnd { run, kind }: RecordEnd, ctx: &mut Context<Self>) {
+    fn handle(&mut self, end: RecordEnd, ctx: &mut Context<Self>) {
+        if self.last_seq.contains_key(&end.run.id) {
+            return self.record_end(end, ctx);
+        }
+        // A run this process has not seen an event of (recovered, or never started):
+        // number the final event after what the store has.
+        let run_id = end.run.id;
+        let store = self.store();
+        let read = async move {
+            let store = store?;
+            let seq = store.last_seq(run_id).await?;
+            let percent = store.events(run_id, seq, 1).await?.first().map_or(0.0, |e| e.event.percent);
+            Ok::<_, EngineError>((seq, percent))
+        };
+        ctx.spawn(read.into_actor(self).map(move |last, act, ctx| {
+            match last {
+                Ok(last) => {
+                    act.last_seq.entry(run_id).or_insert(last);
+                }
+                Err(error) => tracing::warn!(%error, %run_id, "cannot read the run's last event; numbering from 1"),
+            }
+            act.record_end(end, ctx);
+        }));
+    }
+}
+
+impl ProgressPersister {
+    fn record_end(&mut self, RecordEnd { run, kind }: RecordEnd, ctx: &mut Context<Self>) {
         let (last, percent) = self.last_seq.get(&run.id).copied().unwrap_or((0, run.percent));
-        let seq = last + 1;
         let event = RunEvent { step: run.step, percent: percent.max(run.percent), kind };
-        let record =
-            EventRecord { run_id: run.id, seq, user_id: run.user.user_id.clone(), at: SystemTime::now(), event };
+        let record = EventRecord {
+            run_id: run.id,
+            seq: last + 1,
+            user_id: run.user.user_id.clone(),
+            at: SystemTime::now(),
+            event,
+        };
         self.append(record, ctx);
         self.update_run(run.update(), ctx);
     }
 }
 
 impl Handler<ReadResumePoint> for ProgressPersister {
-    type Result = ResponseFuture<Result<ResumePoint, EngineError>>;
+    type Result = ResponseActFuture<Self, Result<ResumePoint, EngineError>>;
 
     fn handle(&mut self, ReadResumePoint(run_id): ReadResumePoint, _ctx: &mut Context<Self>) -> Self::Result {
         let unwritten = self.unwritten_checkpoints.get(&run_id).map(|c| c.checkpoint.clone());
         let last = self.last_seq.get(&run_id).copied();
         let store = self.store();
-        Box::pin(async move {
-            let store = store?;
-            let checkpoint = match unwritten {
-                Some(checkpoint) => Some(checkpoint),
-                None => store.latest_checkpoint(run_id).await?.map(|c| c.checkpoint),
-            };
-            let (last_seq, last_percent) = match last {
-                Some(last) => last,
-                None => {
-                    let seq = store.last_seq(run_id).await?;
-                    let percent = store.events(run_id, seq, 1).await?.first().map_or(0.0, |e| e.event.percent);
-                    (seq, percent)
+        Box::pin(
+            async move {
+                let store = store?;
+                let checkpoint = match unwritten {
+                    Some(checkpoint) => Some(checkpoint),
+                    None => store.latest_checkpoint(run_id).await?.map(|c| c.checkpoint),
+                };
+                let (last_seq, last_percent) = match last {
+                    Some(last) => last,
+                    None => {
+                        let seq = store.last_seq(run_id).await?;
+                        let percent = store.events(run_id, seq, 1).await?.first().map_or(0.0, |e| e.event.percent);
+                        (seq, percent)
+                    }
+                };
+                Ok(ResumePoint { checkpoint, last_seq, last_percent })
+            }
+            .into_actor(self)
+            .map(move |point, act, _ctx| {
+                // The resumed actor numbers on from here; so does anything ending the run.
+                if let Ok(point) = &point {
+                    act.last_seq.entry(run_id).or_insert((point.last_seq, point.last_percent));
                 }
-            };
-            Ok(ResumePoint { checkpoint, last_seq, last_percent })
-        })
+                point
+            }),
+        )
     }
 }
 
@@ -714,7 +771,9 @@ impl Handler<Subscribe> for ProgressPersister {
         let Ok(store) = self.store() else {
             return MessageResult(rx);
         };
+        let ended_unwritten = self.unwritten_updates.get(&run_id).is_some_and(|u| u.status.is_terminal());
         let read = async move {
+            let ended = ended_unwritten || store.run(run_id).await?.is_some_and(|run| run.status.is_terminal());
             let mut stored = Vec::new();
             let mut from = from_seq;
             loop {
@@ -725,12 +784,12 @@ impl Handler<Subscribe> for ProgressPersister {
                 }
                 stored.extend(page);
                 if !full {
-                    return Ok::<_, StoreError>(stored);
+                    return Ok::<_, StoreError>((stored, ended));
                 }
             }
         };
         ctx.spawn(read.into_actor(self).map(move |stored, act, _ctx| match stored {
-            Ok(stored) => act.finish_replay(run_id, id, stored),
+            Ok((stored, ended)) => act.finish_replay(run_id, id, stored, ended),
             Err(error) => {
                 // The subscriber's stream ends; it may subscribe again.
                 tracing::warn!(%error, %run_id, "could not replay stored events for a subscriber");

@@ -109,6 +109,9 @@ struct Live {
     graph: Arc<dyn ErasedGraph>,
     /// When the run's actor died recently (the restart budget's window).
     deaths: VecDeque<Instant>,
+    /// A cancel was sent to the actor: if the actor dies before acting on it, the run
+    /// ends cancelled instead of being restarted.
+    cancel_requested: bool,
 }
 
 /// Joins the threads of stopped arbiters, off the supervisor's loop (joining blocks),
@@ -207,7 +210,7 @@ impl Supervisor {
             None => Some(self.spawn_actor(&record, &graph, None, ctx)),
         };
         *self.per_user.entry(record.user.user_id.clone()).or_default() += 1;
-        self.running.insert(run_id, Live { actor, record, graph, deaths: VecDeque::new() });
+        self.running.insert(run_id, Live { actor, record, graph, deaths: VecDeque::new(), cancel_requested: false });
         if let Some(reason) = resume {
             self.restart(run_id, reason, ctx);
         }
@@ -363,7 +366,17 @@ impl Handler<RunEnded> for Supervisor {
         let Some((arbiter, _control)) = live.actor.take() else {
             return;
         };
-        if ended.status.is_none() && self.accepting {
+        if ended.status.is_none() && live.cancel_requested {
+            // Died before acting on a cancel: the run ends as its user asked.
+            if let Some(Live { record: mut run, .. }) = self.release(ended.run_id) {
+                run.step = ended.step;
+                run.percent = ended.percent;
+                run.status = RunStatus::Cancelled;
+                run.updated_at = SystemTime::now();
+                run.finished_at = Some(run.updated_at);
+                self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunCancelled });
+            }
+        } else if ended.status.is_none() && self.accepting {
             let cause = ended.died.unwrap_or_else(|| "the run's actor died".into());
             tracing::error!(run_id = %ended.run_id, %cause, "run actor died");
             self.stats.died += 1;
@@ -444,8 +457,9 @@ impl Handler<Cancel> for Supervisor {
     type Result = bool;
 
     fn handle(&mut self, Cancel(run_id): Cancel, ctx: &mut Context<Self>) -> bool {
-        if let Some(live) = self.running.get(&run_id) {
+        if let Some(live) = self.running.get_mut(&run_id) {
             if let Some((_, control)) = &live.actor {
+                live.cancel_requested = true;
                 control.cancel.do_send(CancelRun);
                 return true;
             }
@@ -465,7 +479,7 @@ impl Handler<Cancel> for Supervisor {
                 record.status = RunStatus::Cancelled;
                 record.updated_at = SystemTime::now();
                 record.finished_at = Some(record.updated_at);
-                self.persister.do_send(UpdateRun(record.update()));
+                self.persister.do_send(RecordEnd { run: record, kind: graphloop_core::EventKind::RunCancelled });
             }
             self.admit_queued(ctx);
             return true;

@@ -453,3 +453,36 @@ async fn retries_are_recorded_as_events() {
     assert_eq!(retries, 2);
     engine.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_queued_run_that_is_cancelled_ends_with_a_final_event() {
+    let engine = engine(EngineConfig::new().max_running(1)).await;
+    let (gate, entered, drops) =
+        (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+    engine.register(gated(Arc::clone(&gate), Arc::clone(&entered), drops)).unwrap();
+    let first = engine.start_run("gated", &Doc::default(), UserContext::new("u")).await.unwrap();
+    let queued = engine.start_run("gated", &Doc::default(), UserContext::new("u")).await.unwrap();
+    entered.acquire().await.unwrap().forget();
+    assert_eq!(engine.status(queued).await.unwrap().run.status, RunStatus::Queued);
+    engine.cancel(queued).await.unwrap();
+    assert_eq!(engine.wait(queued).await.unwrap().status, RunStatus::Cancelled);
+    let events = engine.events(queued, 1, 10).await.unwrap();
+    assert_eq!(events.iter().map(|e| (e.seq, e.event.kind.name())).collect::<Vec<_>>(), [(1, "run_cancelled")]);
+    gate.add_permits(1);
+    assert_eq!(engine.wait(first).await.unwrap().status, RunStatus::Completed);
+    engine.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn subscribing_past_the_end_of_a_finished_run_ends_at_once() {
+    let engine = engine(EngineConfig::new()).await;
+    engine.register(eight_nodes()).unwrap();
+    let run = engine.start_run("eight", &Doc::default(), UserContext::new("u")).await.unwrap();
+    engine.wait(run).await.unwrap();
+    let last = engine.events(run, 1, 1_000).await.unwrap().len() as u64;
+    // A client reconnecting with the id of the last event it saw.
+    let mut stream = engine.subscribe(run, last + 1).await.unwrap();
+    assert_eq!(stream.next().await, None);
+    assert_eq!(engine.stats().await.unwrap().persister.subscribers, 0);
+    engine.shutdown().await.unwrap();
+}
