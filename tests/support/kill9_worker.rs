@@ -1,6 +1,6 @@
 //! The child process of the kill -9 test (`tests/a_killed_process_resumes_every_run_from_its_last_committed_step.rs`).
 //!
-//! `kill9_worker start <schema> <runs>` starts that many runs of a 5-node chain on
+//! `kill9_worker start <schema> <runs> [sync|async]` starts that many runs of a 5-node chain on
 //! PostgreSQL and waits for them; `kill9_worker recover <schema> <runs>` resumes what an
 //! earlier worker left unfinished and waits for it. Each node takes 50–200 ms and records
 //! its execution in the test's own `executions` table (with a connection of its own, made
@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use graphloop::prelude::*;
-use graphloop::{Engine, EngineConfig, PgStoreConfig};
+use graphloop::{Durability, Engine, EngineConfig, PgStoreConfig};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Default, Serialize, Deserialize)]
@@ -72,11 +72,16 @@ fn graph(schema: &str) -> Result<graphloop::Graph<Work>, graphloop::GraphError> 
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (Some(mode), Some(schema), Some(runs)) = (args.get(1), args.get(2), args.get(3)) else {
-        return Err("usage: kill9_worker start|recover <schema> <runs>".into());
+        return Err("usage: kill9_worker start|recover <schema> <runs> [sync|async]".into());
     };
     let runs: usize = runs.parse()?;
+    let durability = match args.get(4).map(String::as_str) {
+        None | Some("sync") => Durability::Sync,
+        Some("async") => Durability::Async,
+        Some(other) => return Err(format!("unknown durability `{other}`").into()),
+    };
     let store = PgStoreConfig::new(database_url()).schema(schema).pool_size(4);
-    let engine = Engine::start(EngineConfig::new().store(store).max_running(20)).await?;
+    let engine = Engine::start(EngineConfig::new().store(store).durability(durability).max_running(20)).await?;
     engine.register(graph(schema)?)?;
     let ids = match mode.as_str() {
         "start" => {
