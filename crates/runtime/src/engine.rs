@@ -144,11 +144,11 @@ impl Engine {
         match ready_rx.await {
             Ok(Ok(())) => Ok(engine),
             Ok(Err(error)) => {
-                engine.stop_threads().await;
+                engine.stop_threads(shutdown_timeout).await;
                 Err(EngineError::Store(error))
             }
             Err(_) => {
-                engine.stop_threads().await;
+                engine.stop_threads(shutdown_timeout).await;
                 Err(EngineError::Unavailable("the persister stopped while opening the store".into()))
             }
         }
@@ -368,25 +368,38 @@ impl Engine {
             Err(error) => return Err(error.into()),
         }
         // Runs stopped at the timeout report in from their actors' `Drop`; wait for
-        // their arbiters before the final flush, so their last rows are in it.
-        self.wait_for_arbiters(0).await?;
-        let persister = match self.inner.persister.send(Flush).await {
-            Ok(result) => {
+        // their arbiters before the final flush, so their last rows are in it. A thread
+        // blocked by a node never stops: past the timeout, shutdown goes on without it.
+        let arbiters_stopped = within(timeout, self.wait_for_arbiters(0)).await.is_some();
+        let arbiters_left = *self.inner.arbiters.borrow();
+        // Nothing accepted is dropped on purpose; but with the store down for longer than
+        // the timeout, shutdown reports what is left unwritten instead of waiting forever.
+        let flushed = match within(timeout, self.inner.persister.send(Flush)).await {
+            Some(Ok(result)) => {
                 result?;
-                Some(self.inner.persister.send(GetStats).await?)
+                true
             }
-            Err(MailboxError::Closed) => None,
-            Err(error) => return Err(error.into()),
+            Some(Err(MailboxError::Closed)) | None => false,
+            Some(Err(error)) => return Err(error.into()),
         };
-        self.stop_threads().await;
-        Ok(ShutdownReport { persister })
+        let persister = match within(timeout, self.inner.persister.send(GetStats)).await {
+            Some(Ok(stats)) => Some(stats),
+            _ => None,
+        };
+        let joined = self.stop_threads(timeout).await;
+        if !arbiters_stopped || !flushed || !joined {
+            tracing::warn!(arbiters_left, flushed, joined, "shutdown was not complete within its timeout");
+        }
+        Ok(ShutdownReport { persister, arbiters_left, complete: arbiters_stopped && flushed && joined })
     }
 
-    async fn stop_threads(&self) {
+    /// Stops the engine's System and joins its threads; `false` if they did not end
+    /// within `timeout` (a run's thread blocked by a node holds the reaper).
+    async fn stop_threads(&self, timeout: Duration) -> bool {
         self.inner.system.stop();
         let threads: Vec<_> = self.inner.threads.lock().unwrap_or_else(PoisonError::into_inner).drain(..).collect();
         if threads.is_empty() {
-            return;
+            return true;
         }
         // Joining blocks: do it on a thread of its own and await the outcome, so this
         // works from any async runtime.
@@ -397,9 +410,25 @@ impl Engine {
             }
             let _ = done_tx.send(());
         });
-        if joiner.is_ok() {
-            let _ = done_rx.await;
-        }
+        joiner.is_ok() && within(timeout, done_rx).await.is_some()
+    }
+}
+
+/// Runs `future` for at most `limit`; `None` if it did not finish. The timer is a thread
+/// of its own, so this works whatever async runtime the caller uses.
+async fn within<F: std::future::Future>(limit: Duration, future: F) -> Option<F::Output> {
+    let (expired_tx, expired_rx) = oneshot::channel::<()>();
+    let timer = std::thread::Builder::new().name("graphloop-timer".into()).spawn(move || {
+        std::thread::sleep(limit);
+        let _ = expired_tx.send(());
+    });
+    if timer.is_err() {
+        return Some(future.await);
+    }
+    let future = std::pin::pin!(future);
+    match futures_util::future::select(future, expired_rx).await {
+        futures_util::future::Either::Left((output, _)) => Some(output),
+        futures_util::future::Either::Right(_) => None,
     }
 }
 
@@ -409,6 +438,12 @@ pub struct ShutdownReport {
     /// The persister's counters after its final flush (`None` if the engine was shut
     /// down already): `events_written == events_accepted` means nothing was lost.
     pub persister: Option<PersisterStats>,
+    /// Run arbiters whose threads did not stop (a node blocking its thread); their runs
+    /// stay resumable from their last checkpoint.
+    pub arbiters_left: usize,
+    /// Whether every step finished within the shutdown timeout: runs stopped, everything
+    /// accepted written, every thread joined.
+    pub complete: bool,
 }
 
 /// A run's events: see [`Engine::subscribe`].

@@ -486,3 +486,32 @@ async fn subscribing_past_the_end_of_a_finished_run_ends_at_once() {
     assert_eq!(engine.stats().await.unwrap().persister.subscribers, 0);
     engine.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_forever_for_a_node_that_blocks_its_thread() {
+    let engine = engine(EngineConfig::new().shutdown_timeout(Duration::from_millis(50))).await;
+    let entered = Arc::new(Semaphore::new(0));
+    let e = Arc::clone(&entered);
+    let graph = GraphBuilder::<Doc>::new("blocking")
+        .node("block", move |_s, _ctx| {
+            let entered = Arc::clone(&e);
+            async move {
+                entered.add_permits(1);
+                // A node that never yields: its run's thread cannot stop.
+                std::thread::sleep(Duration::from_secs(3_600));
+                Ok(log("never"))
+            }
+        })
+        .edge(START, "block")
+        .edge("block", END)
+        .compile()
+        .unwrap();
+    engine.register(graph).unwrap();
+    engine.start_run("blocking", &Doc::default(), UserContext::new("u")).await.unwrap();
+    entered.acquire().await.unwrap().forget();
+    let report = engine.shutdown().await.unwrap();
+    assert!(!report.complete);
+    assert_eq!(report.arbiters_left, 1);
+    let persister = report.persister.unwrap();
+    assert_eq!(persister.events_written, persister.events_accepted, "what was accepted is written");
+}
