@@ -91,6 +91,7 @@ fn store_throughput(
             graph: "bench".into(),
             graph_version: 1,
             user: UserContext::new("bench"),
+            durability: Durability::Sync,
             status: RunStatus::Running,
             input: serde_json::json!({}),
             output: None,

@@ -7,6 +7,7 @@ CREATE TABLE runs (
     user_id          text NOT NULL,
     tenant           text,
     roles            jsonb NOT NULL DEFAULT '[]',
+    durability       text NOT NULL DEFAULT 'sync' CHECK (durability IN ('sync', 'async', 'exit')),
     status           text NOT NULL CHECK (status IN
                          ('queued', 'running', 'waiting', 'interrupted', 'completed', 'failed', 'cancelled')),
     input            jsonb NOT NULL,

@@ -281,10 +281,10 @@ impl std::fmt::Debug for PgStore {
 
 const INSERT_RUNS: &str = "
     INSERT INTO runs (id, graph, graph_version, user_id, tenant, roles, status, input, output, error,
-                      step, percent, created_at, updated_at, started_at, finished_at)
+                      step, percent, created_at, updated_at, started_at, finished_at, durability)
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::jsonb[], $7::text[],
                          $8::jsonb[], $9::jsonb[], $10::jsonb[], $11::int8[], $12::float8[], $13::timestamptz[],
-                         $14::timestamptz[], $15::timestamptz[], $16::timestamptz[])
+                         $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::text[])
     ON CONFLICT (id) DO NOTHING";
 
 const UPDATE_RUNS: &str = "
@@ -314,7 +314,7 @@ const PRUNE_TO_LAST: &str = "
      WHERE c.run_id = m.run_id AND c.step < m.last";
 
 const RUN_COLUMNS: &str = "id, graph, graph_version, user_id, tenant, roles, status, input, output, error, \
-                           step, percent, created_at, updated_at, started_at, finished_at";
+                           step, percent, created_at, updated_at, started_at, finished_at, durability";
 
 impl PgStore {
     async fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
@@ -357,6 +357,7 @@ impl PgStore {
         let run_updated: Vec<SystemTime> = runs.iter().map(|r| r.updated_at).collect();
         let run_started: Vec<Option<SystemTime>> = runs.iter().map(|r| r.started_at).collect();
         let run_finished: Vec<Option<SystemTime>> = runs.iter().map(|r| r.finished_at).collect();
+        let durabilities: Vec<&str> = runs.iter().map(|r| r.durability.as_str()).collect();
 
         let updates = &batch.run_updates;
         let update_ids: Vec<Uuid> = updates.iter().map(|u| u.id).collect();
@@ -423,6 +424,7 @@ impl PgStore {
                     &run_updated,
                     &run_started,
                     &run_finished,
+                    &durabilities,
                 ],
             )
             .await
@@ -612,6 +614,7 @@ fn run_from_row(row: &Row) -> Result<RunRecord, StoreError> {
     let roles: Value = row.try_get("roles").map_err(corrupt)?;
     let roles = serde_json::from_value(roles).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
     let status: String = row.try_get("status").map_err(corrupt)?;
+    let durability: String = row.try_get("durability").map_err(corrupt)?;
     let version: i32 = row.try_get("graph_version").map_err(corrupt)?;
     Ok(RunRecord {
         id: row.try_get("id").map_err(corrupt)?,
@@ -622,6 +625,7 @@ fn run_from_row(row: &Row) -> Result<RunRecord, StoreError> {
             tenant: row.try_get("tenant").map_err(corrupt)?,
             roles,
         },
+        durability: durability.parse().map_err(StoreError::Corrupt)?,
         status: status.parse()?,
         input: row.try_get("input").map_err(corrupt)?,
         output: row.try_get("output").map_err(corrupt)?,

@@ -109,7 +109,8 @@ impl EngineConfig {
 }
 
 /// When a run's step commits are durable.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum Durability {
     /// The next step starts only once the previous step's events and checkpoint are
@@ -121,6 +122,34 @@ pub enum Durability {
     /// After a crash, the steps not yet committed run again (at most the buffer's worth).
     /// Runs still wait when the persister's buffer is full, so memory stays bounded.
     Async,
+    /// Events are written in the background as with `Async`, but the only checkpoint is
+    /// the final one: the cheapest mode for short runs; after a crash the run starts
+    /// again from its input.
+    Exit,
+}
+
+impl Durability {
+    /// The mode as stored (`sync`, `async`, `exit`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sync => "sync",
+            Self::Async => "async",
+            Self::Exit => "exit",
+        }
+    }
+}
+
+impl std::str::FromStr for Durability {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "sync" => Ok(Self::Sync),
+            "async" => Ok(Self::Async),
+            "exit" => Ok(Self::Exit),
+            other => Err(format!("unknown durability `{other}` (sync, async or exit)")),
+        }
+    }
 }
 
 /// How the Supervisor restarts a run whose actor died outside a node (a panic in the

@@ -12,13 +12,12 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 use uuid::Uuid;
 
-use crate::config::EngineConfig;
+use crate::config::{Durability, EngineConfig};
 use crate::error::EngineError;
 use crate::persister::{
     Flush, GetStats, ListRuns, ListUnfinished, PersisterStats, ProgressPersister, PruneNow, ReadEvents, ReadRun,
     ReadStorage, RecordEnd, Streamed, Subscribe,
 };
-use crate::run::CommitPolicy;
 use crate::run::{ErasedGraph, RunSnapshot};
 use crate::store::{EventRecord, RunQuery, RunRecord, RunStatus, RunStorage};
 use crate::supervisor::{
@@ -58,12 +57,48 @@ pub struct Engine {
     inner: Arc<Inner>,
 }
 
-type Registry = HashMap<String, BTreeMap<u32, Arc<dyn ErasedGraph>>>;
+type Registry = HashMap<String, BTreeMap<u32, Registered>>;
+
+/// A registered graph, with the durability its runs get unless they ask otherwise.
+#[derive(Clone)]
+struct Registered {
+    graph: Arc<dyn ErasedGraph>,
+    durability: Option<Durability>,
+}
+
+/// Options of one run (see [`Engine::start_run_with`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunOptions {
+    version: Option<u32>,
+    durability: Option<Durability>,
+}
+
+impl RunOptions {
+    /// The defaults: the latest version, the graph's (or the engine's) durability.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Runs this version of the graph.
+    #[must_use]
+    pub fn version(mut self, version: u32) -> Self {
+        self.version = Some(version);
+        self
+    }
+
+    /// The run's durability, whatever the graph's or the engine's.
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = Some(durability);
+        self
+    }
+}
 
 struct Inner {
     supervisor: Addr<Supervisor>,
     persister: Addr<ProgressPersister>,
     graphs: RwLock<Registry>,
+    durability: Durability,
     system: System,
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     arbiters: watch::Receiver<usize>,
@@ -116,8 +151,7 @@ impl Engine {
                     let persister = ProgressPersister::start_in_arbiter(&persister_arbiter.handle(), move |_| {
                         ProgressPersister::new(persister, store, ready_tx)
                     });
-                    let commits = CommitPolicy { durability };
-                    let supervisor = Supervisor::new(admission, persister.clone(), reaper, commits, restarts).start();
+                    let supervisor = Supervisor::new(admission, persister.clone(), reaper, restarts).start();
                     let _ = started_tx.send((System::current(), supervisor, persister));
                     persister_arbiter
                 });
@@ -135,6 +169,7 @@ impl Engine {
                 supervisor,
                 persister,
                 graphs: RwLock::new(HashMap::new()),
+                durability,
                 system,
                 threads: Mutex::new(vec![engine_thread, reaper_thread]),
                 arbiters,
@@ -157,12 +192,22 @@ impl Engine {
     /// Registers a compiled graph under its name and version. Runs start from the
     /// highest version registered under a name.
     pub fn register<S: State>(&self, graph: Graph<S>) -> Result<(), EngineError> {
+        self.add(Registered { graph: Arc::new(graph), durability: None })
+    }
+
+    /// Registers a graph whose runs get `durability` unless a run asks otherwise.
+    pub fn register_with<S: State>(&self, graph: Graph<S>, durability: Durability) -> Result<(), EngineError> {
+        self.add(Registered { graph: Arc::new(graph), durability: Some(durability) })
+    }
+
+    fn add(&self, registered: Registered) -> Result<(), EngineError> {
+        let (name, version) = (registered.graph.name().to_owned(), registered.graph.version());
         let mut graphs = self.inner.graphs.write().unwrap_or_else(PoisonError::into_inner);
-        let versions = graphs.entry(graph.name().to_owned()).or_default();
-        if versions.contains_key(&graph.version()) {
-            return Err(EngineError::DuplicateGraph { name: graph.name().to_owned(), version: graph.version() });
+        let versions = graphs.entry(name.clone()).or_default();
+        if versions.contains_key(&version) {
+            return Err(EngineError::DuplicateGraph { name, version });
         }
-        versions.insert(graph.version(), Arc::new(graph));
+        versions.insert(version, registered);
         Ok(())
     }
 
@@ -174,7 +219,7 @@ impl Engine {
         list
     }
 
-    fn graph(&self, name: &str, version: Option<u32>) -> Result<Arc<dyn ErasedGraph>, EngineError> {
+    fn graph(&self, name: &str, version: Option<u32>) -> Result<Registered, EngineError> {
         let graphs = self.inner.graphs.read().unwrap_or_else(PoisonError::into_inner);
         let versions = graphs.get(name);
         let graph = match version {
@@ -188,7 +233,7 @@ impl Engine {
     /// serializes to the graph's state), for `user`. Returns the run's id (UUIDv7) once
     /// it is admitted: running, or queued behind the concurrency limits.
     pub async fn start_run(&self, graph: &str, input: &impl Serialize, user: UserContext) -> Result<Uuid, EngineError> {
-        self.start_run_version(graph, None, input, user).await
+        self.start_run_with(graph, input, user, RunOptions::new()).await
     }
 
     /// Like [`Engine::start_run`], for a given graph version (`None`: the latest).
@@ -199,7 +244,20 @@ impl Engine {
         input: &impl Serialize,
         user: UserContext,
     ) -> Result<Uuid, EngineError> {
-        let graph = self.graph(graph, version)?;
+        let options = RunOptions { version, durability: None };
+        self.start_run_with(graph, input, user, options).await
+    }
+
+    /// Like [`Engine::start_run`], with options: the graph's version, the run's
+    /// durability (else the graph's, else the engine's).
+    pub async fn start_run_with(
+        &self,
+        graph: &str,
+        input: &impl Serialize,
+        user: UserContext,
+        options: RunOptions,
+    ) -> Result<Uuid, EngineError> {
+        let Registered { graph, durability } = self.graph(graph, options.version)?;
         let input = serde_json::to_value(input)
             .map_err(|e| EngineError::InvalidInput { graph: graph.name().to_owned(), reason: e.to_string() })?;
         graph
@@ -211,6 +269,7 @@ impl Engine {
             graph: graph.name().to_owned(),
             graph_version: graph.version(),
             user,
+            durability: options.durability.or(durability).unwrap_or(self.inner.durability),
             status: RunStatus::Queued,
             input,
             output: None,
@@ -236,7 +295,7 @@ impl Engine {
         let mut resumed = Vec::with_capacity(unfinished.len());
         for mut run in unfinished {
             match self.graph(&run.graph, Some(run.graph_version)) {
-                Ok(graph) => {
+                Ok(Registered { graph, .. }) => {
                     let id = run.id;
                     self.inner.supervisor.send(Recover { record: run, graph }).await??;
                     resumed.push(id);

@@ -33,7 +33,7 @@ mod store;
 mod supervisor;
 
 pub use config::{AdmissionConfig, Durability, EngineConfig, PersisterConfig, RestartPolicy};
-pub use engine::{Engine, EngineStats, EventStream, ShutdownReport};
+pub use engine::{Engine, EngineStats, EventStream, RunOptions, ShutdownReport};
 pub use error::EngineError;
 pub use memory::{MemoryStore, MemoryStoreFactory};
 pub use persister::{PersisterStats, ProgressPersister, Streamed};

@@ -84,8 +84,6 @@ pub(crate) struct RunSpec {
     pub(crate) record: RunRecord,
     pub(crate) supervisor: Addr<Supervisor>,
     pub(crate) persister: Addr<ProgressPersister>,
-    /// How the run's step commits behave.
-    pub(crate) commits: CommitPolicy,
     /// Where to go on from, when the run is restarted.
     pub(crate) resume: Option<Resume>,
 }
@@ -100,12 +98,6 @@ pub(crate) struct Resume {
     pub(crate) last_percent: f64,
     /// Why the run had stopped.
     pub(crate) reason: String,
-}
-
-/// How runs commit their steps.
-#[derive(Debug, Clone)]
-pub(crate) struct CommitPolicy {
-    pub(crate) durability: Durability,
 }
 
 /// In `Async` durability, how many step commits a run may have unanswered before it
@@ -204,7 +196,6 @@ pub(crate) struct AnalysisActor<S: State> {
     seq: u64,
     persister: Addr<ProgressPersister>,
     cancel: CancelToken,
-    commits: CommitPolicy,
     /// `Async` commits not yet answered by the persister.
     unanswered: usize,
     /// The next step waits for a commit's answer.
@@ -242,7 +233,6 @@ impl<S: State> AnalysisActor<S> {
             seq: 0,
             persister: spec.persister,
             cancel: CancelToken::new(),
-            commits: spec.commits,
             unanswered: 0,
             waiting_for_commit: false,
             draining: false,
@@ -447,7 +437,7 @@ impl<S: State> AnalysisActor<S> {
         if complete {
             return self.complete(ctx);
         }
-        match self.commits.durability {
+        match self.record.durability {
             Durability::Sync => {
                 self.waiting_for_commit = true;
                 self.commit(Some(saved), true, ctx, |act, ctx| {
@@ -455,11 +445,13 @@ impl<S: State> AnalysisActor<S> {
                     ctx.notify(Advance);
                 });
             }
-            Durability::Async => {
+            // `Exit` keeps no checkpoint but the final one.
+            durability @ (Durability::Async | Durability::Exit) => {
+                let checkpoint = (durability == Durability::Async).then_some(saved);
                 self.unanswered += 1;
                 let go_on_now = self.unanswered < MAX_UNANSWERED_COMMITS;
                 self.waiting_for_commit = !go_on_now;
-                self.commit(Some(saved), false, ctx, move |act, ctx| {
+                self.commit(checkpoint, false, ctx, move |act, ctx| {
                     act.unanswered -= 1;
                     if !go_on_now {
                         act.waiting_for_commit = false;

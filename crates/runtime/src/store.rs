@@ -91,6 +91,8 @@ pub struct RunRecord {
     pub graph_version: u32,
     /// Who the run belongs to.
     pub user: UserContext,
+    /// When its steps' commits are durable.
+    pub durability: crate::Durability,
     /// Where it is.
     pub status: RunStatus,
     /// The input it started from.

@@ -11,9 +11,7 @@ use uuid::Uuid;
 use crate::config::{AdmissionConfig, RestartPolicy};
 use crate::error::EngineError;
 use crate::persister::{InsertRun, ProgressPersister, ReadResumePoint, RecordEnd, ResumePoint, UpdateRun};
-use crate::run::{
-    CancelRun, CommitPolicy, Drain, ErasedGraph, GetSnapshot, InjectPanic, Resume, RunControl, RunSnapshot, RunSpec,
-};
+use crate::run::{CancelRun, Drain, ErasedGraph, GetSnapshot, InjectPanic, Resume, RunControl, RunSnapshot, RunSpec};
 use crate::store::{RunRecord, RunStatus};
 
 /// Counters of the supervisor, for health, tests and benchmarks.
@@ -158,7 +156,6 @@ impl Reaper {
 pub struct Supervisor {
     admission: AdmissionConfig,
     restarts: RestartPolicy,
-    commits: CommitPolicy,
     persister: Addr<ProgressPersister>,
     running: HashMap<Uuid, Live>,
     per_user: HashMap<String, usize>,
@@ -174,14 +171,12 @@ impl Supervisor {
         admission: AdmissionConfig,
         persister: Addr<ProgressPersister>,
         reaper: Reaper,
-        commits: CommitPolicy,
         restarts: RestartPolicy,
     ) -> Self {
         let stats = SupervisorStats { max_running: admission.max_running, ..SupervisorStats::default() };
         Self {
             admission,
             restarts,
-            commits,
             persister,
             running: HashMap::new(),
             per_user: HashMap::new(),
@@ -227,13 +222,8 @@ impl Supervisor {
     ) -> (Arbiter, RunControl) {
         let arbiter = Arbiter::new();
         self.reaper.spawned();
-        let spec = RunSpec {
-            record: record.clone(),
-            supervisor: ctx.address(),
-            persister: self.persister.clone(),
-            commits: self.commits.clone(),
-            resume,
-        };
+        let spec =
+            RunSpec { record: record.clone(), supervisor: ctx.address(), persister: self.persister.clone(), resume };
         let control = graph.spawn(&arbiter.handle(), spec);
         (arbiter, control)
     }
