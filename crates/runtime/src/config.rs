@@ -167,6 +167,12 @@ pub struct RestartPolicy {
     pub backoff_initial: Duration,
     /// The longest wait.
     pub backoff_max: Duration,
+    /// The watchdog: a run whose actor shows no sign of life (no event, no progress
+    /// tick) for this long, while not waiting for the store, is stalled (a node that never
+    /// yields, say): its actor is abandoned and fenced off, and the run restarts from its
+    /// checkpoint like a run whose actor died. Keep it above every node's timeout. `None`
+    /// (the default) turns the watchdog off.
+    pub stall_timeout: Option<Duration>,
 }
 
 impl Default for RestartPolicy {
@@ -176,6 +182,7 @@ impl Default for RestartPolicy {
             within: Duration::from_secs(60),
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
+            stall_timeout: None,
         }
     }
 }

@@ -53,6 +53,9 @@ pub enum EngineError {
         /// Its final status.
         status: crate::RunStatus,
     },
+    /// A run's actor was replaced (the watchdog restarted its run); its writes are refused.
+    #[error("this actor was superseded by a newer one for its run")]
+    Superseded,
     /// The engine is shutting down or has shut down.
     #[error("the engine is shutting down")]
     ShuttingDown,

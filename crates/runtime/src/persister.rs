@@ -96,8 +96,20 @@ impl TickSlot {
 #[derive(Message, Default)]
 #[rtype(result = "()")]
 pub(crate) struct Record {
+    pub(crate) run_id: Uuid,
+    /// Which of the run's actors sent it (see [`Fence`]).
+    pub(crate) incarnation: u64,
     pub(crate) events: Vec<EventRecord>,
     pub(crate) update: Option<RunUpdate>,
+}
+
+/// From now on, only the run's actor `incarnation` (or a later one) may write for it:
+/// an actor the watchdog gave up on, should it wake, is refused (epoch fencing).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Fence {
+    pub(crate) run_id: Uuid,
+    pub(crate) incarnation: u64,
 }
 
 /// A new run's row, to insert.
@@ -225,6 +237,8 @@ pub struct ProgressPersister {
     last_seq: HashMap<Uuid, (u64, f64)>,
     /// Each run's latest checkpoint not yet written.
     unwritten_checkpoints: HashMap<Uuid, CheckpointRecord>,
+    /// The lowest actor incarnation allowed to write, per fenced run.
+    fences: HashMap<Uuid, u64>,
     subscribers: HashMap<Uuid, Vec<Subscriber>>,
     next_subscriber: u64,
     stats: PersisterStats,
@@ -283,6 +297,7 @@ impl ProgressPersister {
             unwritten_updates: HashMap::new(),
             last_seq: HashMap::new(),
             unwritten_checkpoints: HashMap::new(),
+            fences: HashMap::new(),
             subscribers: HashMap::new(),
             next_subscriber: 0,
             stats,
@@ -424,7 +439,15 @@ impl ProgressPersister {
         self.accepted_row(ctx);
     }
 
-    fn record(&mut self, Record { events, update }: Record, ctx: &mut Context<Self>) {
+    fn fenced(&self, run_id: Uuid, incarnation: u64) -> bool {
+        self.fences.get(&run_id).is_some_and(|&allowed| incarnation < allowed)
+    }
+
+    fn record(&mut self, Record { run_id, incarnation, events, update }: Record, ctx: &mut Context<Self>) {
+        if self.fenced(run_id, incarnation) {
+            tracing::warn!(%run_id, incarnation, "dropped writes of a superseded actor");
+            return;
+        }
         for event in events {
             self.append(event, ctx);
         }
@@ -635,6 +658,9 @@ impl Handler<Commit> for ProgressPersister {
     type Result = ResponseFuture<Result<(), EngineError>>;
 
     fn handle(&mut self, commit: Commit, ctx: &mut Context<Self>) -> Self::Result {
+        if self.fenced(commit.record.run_id, commit.record.incarnation) {
+            return Box::pin(async { Err(EngineError::Superseded) });
+        }
         self.record(commit.record, ctx);
         if let Some(checkpoint) = commit.checkpoint {
             self.unwritten_checkpoints.insert(checkpoint.run_id, checkpoint.clone());
@@ -738,6 +764,15 @@ impl Handler<ReadResumePoint> for ProgressPersister {
                 point
             }),
         )
+    }
+}
+
+impl Handler<Fence> for ProgressPersister {
+    type Result = ();
+
+    fn handle(&mut self, Fence { run_id, incarnation }: Fence, _ctx: &mut Context<Self>) {
+        let allowed = self.fences.entry(run_id).or_insert(0);
+        *allowed = (*allowed).max(incarnation);
     }
 }
 

@@ -86,6 +86,51 @@ pub(crate) struct RunSpec {
     pub(crate) persister: Addr<ProgressPersister>,
     /// Where to go on from, when the run is restarted.
     pub(crate) resume: Option<Resume>,
+    /// Which of the run's actors this is (0, 1, 2... with each restart).
+    pub(crate) incarnation: u64,
+    /// When the actor last did something, in ms since `clock`'s start: the watchdog's view.
+    pub(crate) activity: Arc<Activity>,
+}
+
+/// When a run's actor last showed a sign of life (an event or a progress tick).
+#[derive(Debug)]
+pub(crate) struct Activity {
+    since: std::time::Instant,
+    last_ms: std::sync::atomic::AtomicU64,
+    /// Held at a commit point: waiting for the store is not a stall.
+    waiting: std::sync::atomic::AtomicBool,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Self {
+        Self {
+            since: std::time::Instant::now(),
+            last_ms: std::sync::atomic::AtomicU64::new(0),
+            waiting: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub(crate) fn touch(&self) {
+        let now = u64::try_from(self.since.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(now, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub(crate) fn set_waiting(&self, waiting: bool) {
+        self.waiting.store(waiting, std::sync::atomic::Ordering::Relaxed);
+        self.touch();
+    }
+
+    /// Whether the actor has shown no sign of life for longer than `limit`, and is not
+    /// merely waiting for the store.
+    pub(crate) fn stalled(&self, limit: Duration) -> bool {
+        !self.waiting.load(std::sync::atomic::Ordering::Relaxed) && self.idle() > limit
+    }
+
+    /// How long since the last sign of life.
+    pub(crate) fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(std::sync::atomic::Ordering::Relaxed));
+        self.since.elapsed().saturating_sub(last)
+    }
 }
 
 /// Where a restarted run goes on from.
@@ -153,6 +198,7 @@ impl<S: State> ErasedGraph for Graph<S> {
 /// reliable witness, but `Drop` is.)
 struct EndNotice {
     run_id: Uuid,
+    incarnation: u64,
     supervisor: Addr<Supervisor>,
     outcome: Option<RunStatus>,
     step: u64,
@@ -170,6 +216,7 @@ impl Drop for EndNotice {
         });
         self.supervisor.do_send(RunEnded {
             run_id: self.run_id,
+            incarnation: self.incarnation,
             status: self.outcome,
             died,
             step: self.step,
@@ -205,6 +252,8 @@ pub(crate) struct AnalysisActor<S: State> {
     ending: bool,
     ticks: Arc<TickSlot>,
     resume: Option<Resume>,
+    incarnation: u64,
+    activity: Arc<Activity>,
     /// Events and the row change queued for the persister (see `emit`).
     outbox: Vec<EventRecord>,
     row_update: Option<crate::store::RunUpdate>,
@@ -225,7 +274,14 @@ impl<S: State> AnalysisActor<S> {
         Self {
             graph,
             user: Arc::new(record.user.clone()),
-            notice: EndNotice { run_id: record.id, supervisor: spec.supervisor, outcome: None, step: 0, percent: 0.0 },
+            notice: EndNotice {
+                run_id: record.id,
+                incarnation: spec.incarnation,
+                supervisor: spec.supervisor,
+                outcome: None,
+                step: 0,
+                percent: 0.0,
+            },
             record,
             checkpoint: None,
             state: None,
@@ -239,6 +295,8 @@ impl<S: State> AnalysisActor<S> {
             ending: false,
             ticks: Arc::new(TickSlot::default()),
             resume: spec.resume,
+            incarnation: spec.incarnation,
+            activity: spec.activity,
             outbox: Vec::new(),
             row_update: None,
             send_scheduled: false,
@@ -269,6 +327,7 @@ impl<S: State> AnalysisActor<S> {
             event,
         };
         self.outbox.push(record);
+        self.activity.touch();
         self.schedule_send(ctx);
     }
 
@@ -289,7 +348,12 @@ impl<S: State> AnalysisActor<S> {
     }
 
     fn take_outbox(&mut self) -> Record {
-        Record { events: std::mem::take(&mut self.outbox), update: self.row_update.take() }
+        Record {
+            run_id: self.record.id,
+            incarnation: self.incarnation,
+            events: std::mem::take(&mut self.outbox),
+            update: self.row_update.take(),
+        }
     }
 
     /// Waits (without blocking the actor) for the persister to accept the commit, then
@@ -315,7 +379,7 @@ impl<S: State> AnalysisActor<S> {
     fn lost_persister(&mut self, error: &EngineError, ctx: &mut Context<Self>) {
         // Only happens when the engine is going down: stop where we are; the last
         // checkpoint that made it is where the run resumes.
-        tracing::warn!(parent: &self.span, %error, "persister unavailable; stopping the run");
+        tracing::warn!(parent: &self.span, %error, "the persister refused or is gone; stopping this actor");
         self.notice.outcome = Some(RunStatus::Interrupted);
         ctx.stop();
     }
@@ -339,6 +403,7 @@ impl<S: State> AnalysisActor<S> {
         let state = Arc::clone(state);
         let observer: Arc<dyn Observer> = Arc::new(RunObserver {
             run_id: self.record.id,
+            activity: Arc::clone(&self.activity),
             progress: Arc::clone(&progress),
             ticks: Arc::clone(&self.ticks),
             persister: self.persister.clone(),
@@ -440,8 +505,10 @@ impl<S: State> AnalysisActor<S> {
         match self.record.durability {
             Durability::Sync => {
                 self.waiting_for_commit = true;
+                self.activity.set_waiting(true);
                 self.commit(Some(saved), true, ctx, |act, ctx| {
                     act.waiting_for_commit = false;
+                    act.activity.set_waiting(false);
                     ctx.notify(Advance);
                 });
             }
@@ -451,10 +518,12 @@ impl<S: State> AnalysisActor<S> {
                 self.unanswered += 1;
                 let go_on_now = self.unanswered < MAX_UNANSWERED_COMMITS;
                 self.waiting_for_commit = !go_on_now;
+                self.activity.set_waiting(!go_on_now);
                 self.commit(checkpoint, false, ctx, move |act, ctx| {
                     act.unanswered -= 1;
                     if !go_on_now {
                         act.waiting_for_commit = false;
+                        act.activity.set_waiting(false);
                         ctx.notify(Advance);
                     }
                 });
@@ -622,6 +691,7 @@ impl<S: State> Handler<Retrying> for AnalysisActor<S> {
 /// What nodes report while they run, turned into messages.
 struct RunObserver {
     run_id: Uuid,
+    activity: Arc<Activity>,
     progress: Arc<StepProgress>,
     ticks: Arc<TickSlot>,
     persister: Addr<ProgressPersister>,
@@ -630,6 +700,7 @@ struct RunObserver {
 
 impl Observer for RunObserver {
     fn node_progress(&self, task: &Task, fraction: f64, message: &str) {
+        self.activity.touch();
         let percent = self.progress.update(task, fraction);
         let kind = EventKind::NodeProgress { task: task.label(), fraction, message: message.to_owned() };
         let event = RunEvent { step: self.progress.step(), percent, kind };

@@ -10,8 +10,10 @@ use uuid::Uuid;
 
 use crate::config::{AdmissionConfig, RestartPolicy};
 use crate::error::EngineError;
-use crate::persister::{InsertRun, ProgressPersister, ReadResumePoint, RecordEnd, ResumePoint, UpdateRun};
-use crate::run::{CancelRun, Drain, ErasedGraph, GetSnapshot, InjectPanic, Resume, RunControl, RunSnapshot, RunSpec};
+use crate::persister::{Fence, InsertRun, ProgressPersister, ReadResumePoint, RecordEnd, ResumePoint, UpdateRun};
+use crate::run::{
+    Activity, CancelRun, Drain, ErasedGraph, GetSnapshot, InjectPanic, Resume, RunControl, RunSnapshot, RunSpec,
+};
 use crate::store::{RunRecord, RunStatus};
 
 /// Counters of the supervisor, for health, tests and benchmarks.
@@ -27,8 +29,10 @@ pub struct SupervisorStats {
     pub started: u64,
     /// Times a run's actor died outside a node.
     pub died: u64,
-    /// Runs restarted from their checkpoint after their actor died.
+    /// Runs restarted from their checkpoint after their actor died or stalled.
     pub restarted: u64,
+    /// Times the watchdog found a run stalled.
+    pub stalled: u64,
     /// The admission limits in force.
     pub max_running: usize,
 }
@@ -47,6 +51,8 @@ pub(crate) struct StartRun {
 #[rtype(result = "()")]
 pub(crate) struct RunEnded {
     pub(crate) run_id: Uuid,
+    /// Which of the run's actors ended.
+    pub(crate) incarnation: u64,
     pub(crate) status: Option<RunStatus>,
     pub(crate) died: Option<String>,
     pub(crate) step: u64,
@@ -110,6 +116,10 @@ struct Live {
     /// A cancel was sent to the actor: if the actor dies before acting on it, the run
     /// ends cancelled instead of being restarted.
     cancel_requested: bool,
+    /// The current actor's number; notices of earlier ones are ignored.
+    incarnation: u64,
+    /// The current actor's last sign of life, for the watchdog.
+    activity: Arc<Activity>,
 }
 
 /// Joins the threads of stopped arbiters, off the supervisor's loop (joining blocks),
@@ -140,6 +150,20 @@ impl Reaper {
 
     fn spawned(&self) {
         self.alive.send_modify(|n| *n += 1);
+    }
+
+    /// Stops an arbiter whose thread may never end (a node blocking it) and joins it on
+    /// a thread of its own.
+    fn detach(&self, arbiter: Arbiter) {
+        arbiter.stop();
+        let alive = self.alive.clone();
+        let joiner = std::thread::Builder::new().name("graphloop-detached".into()).spawn(move || {
+            let _ = arbiter.join();
+            alive.send_modify(|n| *n = n.saturating_sub(1));
+        });
+        if joiner.is_err() {
+            tracing::warn!("cannot start a thread to join a stalled run's arbiter; it is left running");
+        }
     }
 
     fn reap(&self, arbiter: Arbiter) {
@@ -199,13 +223,16 @@ impl Supervisor {
     fn launch(&mut self, queued: Queued, ctx: &mut Context<Self>) {
         let Queued { record, graph, resume } = queued;
         let run_id = record.id;
+        let activity = Arc::new(Activity::new());
         let actor = match resume {
             // Resumed runs first read where they stand; the slot is theirs meanwhile.
             Some(_) => None,
-            None => Some(self.spawn_actor(&record, &graph, None, ctx)),
+            None => Some(self.spawn_actor(&record, &graph, None, 0, &activity, ctx)),
         };
         *self.per_user.entry(record.user.user_id.clone()).or_default() += 1;
-        self.running.insert(run_id, Live { actor, record, graph, deaths: VecDeque::new(), cancel_requested: false });
+        let live =
+            Live { actor, record, graph, deaths: VecDeque::new(), cancel_requested: false, incarnation: 0, activity };
+        self.running.insert(run_id, live);
         if let Some(reason) = resume {
             self.restart(run_id, reason, ctx);
         }
@@ -218,12 +245,21 @@ impl Supervisor {
         record: &RunRecord,
         graph: &Arc<dyn ErasedGraph>,
         resume: Option<Resume>,
+        incarnation: u64,
+        activity: &Arc<Activity>,
         ctx: &mut Context<Self>,
     ) -> (Arbiter, RunControl) {
         let arbiter = Arbiter::new();
         self.reaper.spawned();
-        let spec =
-            RunSpec { record: record.clone(), supervisor: ctx.address(), persister: self.persister.clone(), resume };
+        activity.set_waiting(false);
+        let spec = RunSpec {
+            record: record.clone(),
+            supervisor: ctx.address(),
+            persister: self.persister.clone(),
+            resume,
+            incarnation,
+            activity: Arc::clone(activity),
+        };
         let control = graph.spawn(&arbiter.handle(), spec);
         (arbiter, control)
     }
@@ -271,9 +307,13 @@ impl Supervisor {
             last_percent: point.last_percent,
             reason: cause,
         });
-        let actor = self.spawn_actor(&live.record, &live.graph, resume, ctx);
+        // Only the new actor may write for the run from now on.
+        let incarnation = live.incarnation + 1;
+        self.persister.do_send(Fence { run_id, incarnation });
+        let actor = self.spawn_actor(&live.record, &live.graph, resume, incarnation, &live.activity, ctx);
         if let Some(live) = self.running.get_mut(&run_id) {
             live.actor = Some(actor);
+            live.incarnation = incarnation;
         }
         self.stats.restarted += 1;
     }
@@ -304,6 +344,10 @@ impl Actor for Supervisor {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         ctx.set_mailbox_capacity(16_384);
+        if let Some(limit) = self.restarts.stall_timeout {
+            let every = (limit / 4).clamp(Duration::from_millis(10), Duration::from_secs(30));
+            ctx.run_interval(every, move |act, ctx| act.watch(limit, ctx));
+        }
     }
 }
 
@@ -353,62 +397,20 @@ impl Handler<RunEnded> for Supervisor {
         let Some(live) = self.running.get_mut(&ended.run_id) else {
             return;
         };
+        if live.incarnation != ended.incarnation {
+            // An actor the watchdog gave up on: its run has moved on without it.
+            return;
+        }
         let Some((arbiter, _control)) = live.actor.take() else {
             return;
         };
-        if ended.status.is_none() && live.cancel_requested {
-            // Died before acting on a cancel: the run ends as its user asked.
-            if let Some(Live { record: mut run, .. }) = self.release(ended.run_id) {
-                run.step = ended.step;
-                run.percent = ended.percent;
-                run.status = RunStatus::Cancelled;
-                run.updated_at = SystemTime::now();
-                run.finished_at = Some(run.updated_at);
-                self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunCancelled });
+        match ended.status {
+            Some(_) => {
+                self.release(ended.run_id);
             }
-        } else if ended.status.is_none() && self.accepting {
-            let cause = ended.died.unwrap_or_else(|| "the run's actor died".into());
-            tracing::error!(run_id = %ended.run_id, %cause, "run actor died");
-            self.stats.died += 1;
-            let now = Instant::now();
-            let window = self.restarts.within;
-            live.deaths.retain(|&died| now.duration_since(died) < window);
-            let deaths = u32::try_from(live.deaths.len()).unwrap_or(u32::MAX);
-            if deaths < self.restarts.max_restarts {
-                // Erlang-style intensity/period: restart, after a backoff that doubles
-                // with each recent death.
-                live.deaths.push_back(now);
-                let delay = self.restarts.backoff(deaths);
-                let run_id = ended.run_id;
-                ctx.run_later(delay, move |act, ctx| act.restart(run_id, cause, ctx));
-                self.reaper.reap(arbiter);
-                return;
-            }
-            let Some(Live { record: mut run, .. }) = self.release(ended.run_id) else {
-                return;
-            };
-            let reason = format!(
-                "the run's actor died {} times within {:?}, past the restart budget; last cause: {cause}",
-                deaths + 1,
-                window
-            );
-            run.step = ended.step;
-            run.percent = ended.percent;
-            run.updated_at = SystemTime::now();
-            run.status = RunStatus::Failed;
-            run.finished_at = Some(run.updated_at);
-            let error = graphloop_core::RunError::Aborted { reason };
-            run.error = serde_json::to_value(&error).ok();
-            self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunFailed { error } });
-        } else if let Some(Live { record, .. }) = self.release(ended.run_id) {
-            if ended.status.is_none() {
-                let mut run = record;
-                run.step = ended.step;
-                run.percent = ended.percent;
-                run.updated_at = SystemTime::now();
-                // Stopped by shutdown: resumable from its last checkpoint.
-                run.status = RunStatus::Interrupted;
-                self.persister.do_send(UpdateRun(run.update()));
+            None => {
+                let cause = ended.died.unwrap_or_else(|| "the run's actor died".into());
+                self.died(ended.run_id, cause, ended.step, ended.percent, ctx);
             }
         }
         // Reaped only once the run's end is handed to the persister: whoever waits for
@@ -416,6 +418,94 @@ impl Handler<RunEnded> for Supervisor {
         self.reaper.reap(arbiter);
         self.admit_queued(ctx);
         self.check_drained();
+    }
+}
+
+impl Supervisor {
+    /// A run lost its actor (`live.actor` already taken): end it as asked (cancel),
+    /// leave it resumable (shutdown), restart it within its budget, or fail it.
+    fn died(&mut self, run_id: Uuid, cause: String, step: u64, percent: f64, ctx: &mut Context<Self>) {
+        let Some(live) = self.running.get_mut(&run_id) else {
+            return;
+        };
+        let end = |mut run: RunRecord, status: RunStatus| {
+            run.step = step;
+            run.percent = percent;
+            run.status = status;
+            run.updated_at = SystemTime::now();
+            if status.is_terminal() {
+                run.finished_at = Some(run.updated_at);
+            }
+            run
+        };
+        if live.cancel_requested {
+            // Died before acting on a cancel: the run ends as its user asked.
+            if let Some(Live { record, .. }) = self.release(run_id) {
+                let run = end(record, RunStatus::Cancelled);
+                self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunCancelled });
+            }
+            return;
+        }
+        if !self.accepting {
+            // Stopped by shutdown: resumable from its last checkpoint.
+            if let Some(Live { record, .. }) = self.release(run_id) {
+                self.persister.do_send(UpdateRun(end(record, RunStatus::Interrupted).update()));
+            }
+            return;
+        }
+        tracing::error!(%run_id, %cause, "run actor died");
+        self.stats.died += 1;
+        let now = Instant::now();
+        let window = self.restarts.within;
+        live.deaths.retain(|&died| now.duration_since(died) < window);
+        let deaths = u32::try_from(live.deaths.len()).unwrap_or(u32::MAX);
+        if deaths < self.restarts.max_restarts {
+            // Erlang-style intensity/period: restart, after a backoff that doubles with
+            // each recent death.
+            live.deaths.push_back(now);
+            let delay = self.restarts.backoff(deaths);
+            ctx.run_later(delay, move |act, ctx| act.restart(run_id, cause, ctx));
+            return;
+        }
+        if let Some(Live { record, .. }) = self.release(run_id) {
+            let reason = format!(
+                "the run's actor died {} times within {:?}, past the restart budget; last cause: {cause}",
+                deaths + 1,
+                window
+            );
+            let error = graphloop_core::RunError::Aborted { reason };
+            let mut run = end(record, RunStatus::Failed);
+            run.error = serde_json::to_value(&error).ok();
+            self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunFailed { error } });
+        }
+    }
+
+    /// The watchdog: restarts runs whose actor shows no sign of life for too long.
+    fn watch(&mut self, limit: Duration, ctx: &mut Context<Self>) {
+        let stalled: Vec<(Uuid, Duration)> = self
+            .running
+            .iter()
+            .filter(|(_, live)| live.actor.is_some() && live.activity.stalled(limit))
+            .map(|(id, live)| (*id, live.activity.idle()))
+            .collect();
+        for (run_id, idle) in stalled {
+            let Some(live) = self.running.get_mut(&run_id) else {
+                continue;
+            };
+            let Some((arbiter, _control)) = live.actor.take() else {
+                continue;
+            };
+            self.stats.stalled += 1;
+            // Fence the stalled actor off at once: should it wake, its writes are refused.
+            live.incarnation += 1;
+            self.persister.do_send(Fence { run_id, incarnation: live.incarnation });
+            let (step, percent) = (live.record.step, live.record.percent);
+            // Its thread may be blocked for good: joined apart, so the reaper never waits.
+            self.reaper.detach(arbiter);
+            let cause = format!("stalled: no event or progress for {idle:?} (stall timeout {limit:?})");
+            self.died(run_id, cause, step, percent, ctx);
+        }
+        self.admit_queued(ctx);
     }
 }
 

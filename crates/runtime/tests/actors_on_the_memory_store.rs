@@ -266,6 +266,7 @@ fn quick_restarts(max_restarts: u32) -> EngineConfig {
         within: Duration::from_secs(3600),
         backoff_initial: Duration::from_millis(1),
         backoff_max: Duration::from_millis(4),
+        stall_timeout: None,
     })
 }
 
@@ -514,4 +515,64 @@ async fn shutdown_does_not_wait_forever_for_a_node_that_blocks_its_thread() {
     assert_eq!(report.arbiters_left, 1);
     let persister = report.persister.unwrap();
     assert_eq!(persister.events_written, persister.events_accepted, "what was accepted is written");
+}
+
+#[tokio::test]
+async fn the_watchdog_restarts_a_run_stalled_by_a_node_that_never_yields() {
+    let policy = RestartPolicy {
+        max_restarts: 3,
+        within: Duration::from_secs(3600),
+        backoff_initial: Duration::from_millis(1),
+        backoff_max: Duration::from_millis(4),
+        stall_timeout: Some(Duration::from_millis(200)),
+    };
+    let engine = engine(EngineConfig::new().restarts(policy)).await;
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let release_rx = Arc::new(std::sync::Mutex::new(release_rx));
+    let (entered, executions) = (Arc::new(Semaphore::new(0)), Arc::new(AtomicUsize::new(0)));
+    let (e, x) = (Arc::clone(&entered), Arc::clone(&executions));
+    let graph = GraphBuilder::<Doc>::new("stalls-once")
+        .node("first", |_s, _ctx| async move { Ok(log("first")) })
+        .node("block", move |_s, _ctx| {
+            let (entered, executions, release) = (Arc::clone(&e), Arc::clone(&x), Arc::clone(&release_rx));
+            async move {
+                entered.add_permits(1);
+                if executions.fetch_add(1, Ordering::SeqCst) == 0 {
+                    // Never yields: blocks its run's thread until the test lets it go.
+                    let _ = release.lock().unwrap().recv();
+                }
+                Ok(log("block"))
+            }
+        })
+        .edge(START, "first")
+        .edge("first", "block")
+        .edge("block", END)
+        .reducer("log", Reducer::append())
+        .compile()
+        .unwrap();
+    engine.register(graph).unwrap();
+    let run = engine.start_run("stalls-once", &Doc::default(), UserContext::new("u")).await.unwrap();
+    let done = engine.wait(run).await.unwrap();
+    assert_eq!(done.status, RunStatus::Completed);
+    let output: Doc = serde_json::from_value(done.output.unwrap()).unwrap();
+    assert_eq!(output.log, ["first", "block"], "the restarted run went on from its checkpoint");
+    assert_eq!(executions.load(Ordering::SeqCst), 2);
+    let stats = engine.stats().await.unwrap().supervisor;
+    assert_eq!((stats.stalled, stats.restarted), (1, 1));
+
+    // Let the abandoned actor wake: its writes are refused, and its thread ends.
+    release_tx.send(()).unwrap();
+    engine.wait_for_arbiters(0).await.unwrap();
+    let events = engine.events(run, 1, 100).await.unwrap();
+    assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=events.len() as u64).collect::<Vec<_>>());
+    let stall = events.iter().find_map(|e| match &e.event.kind {
+        EventKind::RunResumed { reason, .. } => Some(reason.clone()),
+        _ => None,
+    });
+    assert!(stall.is_some_and(|reason| reason.contains("stalled")), "the stall is recorded");
+    assert_eq!(events.last().map(|e| &e.event.kind), Some(&EventKind::RunCompleted));
+    let report = engine.shutdown().await.unwrap();
+    assert!(report.complete);
+    let persister = report.persister.unwrap();
+    assert_eq!(persister.events_written, persister.events_accepted);
 }
