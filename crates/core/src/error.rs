@@ -120,42 +120,57 @@ pub enum NodeErrorKind {
     Panic,
     /// The node observed the run's cancellation and gave up.
     Cancelled,
+    /// The node asks a person (a reviewer) something: the run waits for the answer
+    /// (see [`NodeError::interrupt`]). Never retried.
+    Interrupt,
 }
 
 /// An error returned by a node (or made from its timeout or panic).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 #[error("{kind:?}: {message}")]
 pub struct NodeError {
     /// What kind of failure this is.
     pub kind: NodeErrorKind,
     /// A human-readable explanation.
     pub message: String,
+    /// For an interrupt: what the node asks (a question for a reviewer).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
 }
 
 impl NodeError {
     /// A transient failure that the node's retry policy may retry.
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self { kind: NodeErrorKind::Retryable, message: message.into() }
+        Self { kind: NodeErrorKind::Retryable, message: message.into(), payload: None }
     }
 
     /// A permanent failure: the run fails without retrying.
     pub fn fatal(message: impl Into<String>) -> Self {
-        Self { kind: NodeErrorKind::Fatal, message: message.into() }
+        Self { kind: NodeErrorKind::Fatal, message: message.into(), payload: None }
     }
 
     /// The node ran longer than `limit`.
     pub fn timeout(limit: Duration) -> Self {
-        Self { kind: NodeErrorKind::Timeout, message: format!("node timed out after {limit:?}") }
+        Self { kind: NodeErrorKind::Timeout, message: format!("node timed out after {limit:?}"), payload: None }
     }
 
     /// The node panicked with `message`.
     pub fn panic(message: impl Into<String>) -> Self {
-        Self { kind: NodeErrorKind::Panic, message: format!("node panicked: {}", message.into()) }
+        Self { kind: NodeErrorKind::Panic, message: format!("node panicked: {}", message.into()), payload: None }
     }
 
     /// The node stopped because the run was cancelled.
     pub fn cancelled() -> Self {
-        Self { kind: NodeErrorKind::Cancelled, message: "run cancelled".into() }
+        Self { kind: NodeErrorKind::Cancelled, message: "run cancelled".into(), payload: None }
+    }
+
+    /// Interrupts the run to ask a person something: the run checkpoints and waits;
+    /// `Engine::resume` (or [`Checkpoint::answer`](crate::Checkpoint) with the reference
+    /// executor) continues it, running this node again with the answer in
+    /// [`NodeContext::answer`](crate::NodeContext::answer).
+    pub fn interrupt(payload: impl serde::Serialize) -> Self {
+        let payload = serde_json::to_value(payload).unwrap_or_else(|e| serde_json::Value::String(e.to_string()));
+        Self { kind: NodeErrorKind::Interrupt, message: "waiting for an answer".into(), payload: Some(payload) }
     }
 
     /// Whether a retry policy may retry this error at all.
@@ -242,6 +257,14 @@ pub enum RunError {
     /// The run was cancelled.
     #[error("run cancelled")]
     Cancelled,
+    /// A node interrupted the run to ask something; it waits for an answer.
+    #[error("run interrupted by `{node}`: waiting for an answer")]
+    Interrupted {
+        /// The task that asked (its label).
+        node: String,
+        /// What it asked.
+        payload: serde_json::Value,
+    },
     /// Whatever was executing the run stopped unexpectedly (a runtime's actor died).
     #[error("run aborted: {reason}")]
     Aborted {

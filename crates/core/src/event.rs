@@ -87,6 +87,13 @@ pub enum EventKind {
     },
     /// The run was cancelled.
     RunCancelled,
+    /// A task asked a question; the run waits for the answer.
+    RunWaiting {
+        /// The task that asked.
+        task: String,
+        /// What it asked.
+        payload: serde_json::Value,
+    },
 }
 
 impl EventKind {
@@ -109,6 +116,7 @@ impl EventKind {
             Self::RunCompleted => "run_completed",
             Self::RunFailed { .. } => "run_failed",
             Self::RunCancelled => "run_cancelled",
+            Self::RunWaiting { .. } => "run_waiting",
         }
     }
 
@@ -118,7 +126,8 @@ impl EventKind {
             Self::NodeProgress { task, .. }
             | Self::NodeRetrying { task, .. }
             | Self::NodeCompleted { task, .. }
-            | Self::NodeFailed { task, .. } => Some(task),
+            | Self::NodeFailed { task, .. }
+            | Self::RunWaiting { task, .. } => Some(task),
             _ => None,
         }
     }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use uuid::Uuid;
 
-use crate::error::{NodeError, RunError};
+use crate::error::{NodeError, NodeErrorKind, RunError};
 use crate::event::{EventKind, EventSink, RunEvent};
 use crate::graph::{Checkpoint, Graph};
 use crate::node::{CancelToken, NodeContext, Observer, Task, UserContext};
@@ -116,6 +116,8 @@ impl<S: State> Executor<S> {
             };
             let results = match outcome {
                 Ok(results) => results,
+                // Waiting for an answer is not a failure: `RunWaiting` was reported.
+                Err(error @ RunError::Interrupted { .. }) => return Err(error),
                 Err(error) => return Err(self.fail(step, tracker.percent(), error)),
             };
             checkpoint.percent = tracker.percent();
@@ -161,6 +163,13 @@ impl<S: State> Executor<S> {
                     let kind = EventKind::NodeCompleted { task: task.label(), attempts: invocation.attempts };
                     self.emit(step, percent, kind);
                     results.push((task, update));
+                }
+                Err(NodeError { kind: NodeErrorKind::Interrupt, payload, .. }) => {
+                    // The reference executor stops here; runtimes checkpoint and wait.
+                    let payload = payload.unwrap_or_default();
+                    let kind = EventKind::RunWaiting { task: task.label(), payload: payload.clone() };
+                    self.emit(step, tracker.percent(), kind);
+                    return Err(RunError::Interrupted { node: task.label(), payload });
                 }
                 Err(error) => {
                     let kind = EventKind::NodeFailed {

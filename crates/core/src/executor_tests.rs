@@ -609,3 +609,26 @@ proptest::proptest! {
         proptest::prop_assert_eq!(events.last().map(|e| e.percent), Some(100.0));
     }
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_node_that_asks_a_question_stops_the_reference_run_waiting() {
+    let graph = GraphBuilder::<S>::new("ask")
+        .node("ask", |_s, ctx: NodeContext| async move {
+            match ctx.answer::<String>()? {
+                Some(answer) => Ok(log(&answer)),
+                None => Err(NodeError::interrupt("approve?")),
+            }
+        })
+        .edge(START, "ask")
+        .edge("ask", END)
+        .compile()
+        .unwrap();
+    let events = EventLog::new();
+    let err = Executor::new(&graph).events(events.clone()).run(S::default()).await.unwrap_err();
+    assert_eq!(err, RunError::Interrupted { node: "ask".into(), payload: serde_json::json!("approve?") });
+    assert_eq!(
+        events.events().last().map(|e| e.kind.clone()),
+        Some(EventKind::RunWaiting { task: "ask".into(), payload: serde_json::json!("approve?") })
+    );
+    assert!(!RetryPolicy::new().should_retry(1, &NodeError::interrupt("x")), "a question is never retried");
+}

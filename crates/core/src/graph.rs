@@ -597,6 +597,18 @@ pub struct Checkpoint {
     pub joins: BTreeMap<usize, BTreeSet<String>>,
     /// The highest percent reported so far; progress never goes below it.
     pub percent: f64,
+    /// The question a task of the next step asked, while the run waits for an answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interrupt: Option<Interrupt>,
+}
+
+/// A question a task asked ([`NodeError::interrupt`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Interrupt {
+    /// The task that asked.
+    pub task: Task,
+    /// What it asked.
+    pub payload: Value,
 }
 
 impl Checkpoint {
@@ -644,7 +656,8 @@ impl<S: State> Graph<S> {
     /// The run's first checkpoint: the input as state, and the first step's tasks.
     pub fn start(&self, input: &S) -> Result<Checkpoint, RunError> {
         let state = state::to_object(input)?;
-        let mut checkpoint = Checkpoint { step: 0, state, next: Vec::new(), joins: BTreeMap::new(), percent: 0.0 };
+        let mut checkpoint =
+            Checkpoint { step: 0, state, next: Vec::new(), joins: BTreeMap::new(), percent: 0.0, interrupt: None };
         checkpoint.next = self.plan(&mut checkpoint.joins, &[], input)?;
         Ok(checkpoint)
     }
@@ -697,6 +710,7 @@ impl<S: State> Graph<S> {
         checkpoint.state = merged;
         checkpoint.next = next;
         checkpoint.joins = joins;
+        checkpoint.interrupt = None;
         if !checkpoint.is_complete() {
             // 100 is for the completion event alone.
             checkpoint.percent = self.percent(checkpoint, 0.0);

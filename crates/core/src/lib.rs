@@ -56,7 +56,9 @@ mod state;
 pub use error::{GraphError, NodeError, NodeErrorKind, RunError};
 pub use event::{EventKind, EventLog, EventSink, RunEvent};
 pub use executor::Executor;
-pub use graph::{panic_message, Checkpoint, Graph, GraphBuilder, Invocation, Next, DEFAULT_STEP_LIMIT, END, START};
+pub use graph::{
+    panic_message, Checkpoint, Graph, GraphBuilder, Interrupt, Invocation, Next, DEFAULT_STEP_LIMIT, END, START,
+};
 pub use node::{CancelToken, Node, NodeContext, NodeFuture, NodeResult, NoopObserver, Observer, Task, UserContext};
 pub use policy::{NodePolicy, RetryPolicy};
 pub use progress::StepProgress;

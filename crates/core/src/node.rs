@@ -199,6 +199,7 @@ pub struct NodeContext {
     pub(crate) task: Arc<Task>,
     pub(crate) cancel: CancelToken,
     pub(crate) observer: Arc<dyn Observer>,
+    pub(crate) answer: Option<Arc<Value>>,
 }
 
 impl NodeContext {
@@ -212,7 +213,7 @@ impl NodeContext {
         cancel: CancelToken,
         observer: Arc<dyn Observer>,
     ) -> Self {
-        Self { run_id, user, step, attempt: 1, task: Arc::new(task), cancel, observer }
+        Self { run_id, user, step, attempt: 1, task: Arc::new(task), cancel, observer, answer: None }
     }
 
     /// The run's id.
@@ -263,6 +264,24 @@ impl NodeContext {
             .as_ref()
             .ok_or_else(|| NodeError::fatal(format!("node `{}` was not invoked by a fan-out", self.task.node)))?;
         T::deserialize(raw).map_err(|err| NodeError::fatal(format!("fan-out input of `{}`: {err}", self.task.label())))
+    }
+
+    /// Gives this context the answer to the question this task asked before (with
+    /// [`NodeError::interrupt`]).
+    #[must_use]
+    pub fn with_answer(mut self, answer: Value) -> Self {
+        self.answer = Some(Arc::new(answer));
+        self
+    }
+
+    /// The answer to the question this task asked (with [`NodeError::interrupt`]), if the
+    /// run was resumed with one; `None` the first time.
+    pub fn answer<T: DeserializeOwned>(&self) -> Result<Option<T>, NodeError> {
+        self.answer
+            .as_deref()
+            .map(|answer| T::deserialize(answer))
+            .transpose()
+            .map_err(|err| NodeError::fatal(format!("answer for `{}`: {err}", self.task.label())))
     }
 
     /// A key that is the same for every attempt of this task and different for every

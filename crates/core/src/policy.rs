@@ -104,7 +104,9 @@ impl RetryPolicy {
 
     /// Whether a failure of attempt `attempt` with `error` should be retried.
     pub fn should_retry(&self, attempt: u32, error: &NodeError) -> bool {
-        if attempt >= self.max_attempts || error.kind == crate::NodeErrorKind::Cancelled {
+        if attempt >= self.max_attempts
+            || matches!(error.kind, crate::NodeErrorKind::Cancelled | crate::NodeErrorKind::Interrupt)
+        {
             return false;
         }
         match &self.retry_if {

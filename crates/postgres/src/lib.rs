@@ -306,7 +306,7 @@ const INSERT_EVENTS: &str = "
 const INSERT_CHECKPOINTS: &str = "
     INSERT INTO checkpoints (run_id, step, data, created_at)
     SELECT * FROM UNNEST($1::uuid[], $2::int8[], $3::jsonb[], $4::timestamptz[])
-    ON CONFLICT (run_id, step) DO NOTHING";
+    ON CONFLICT (run_id, step) DO UPDATE SET data = EXCLUDED.data, created_at = EXCLUDED.created_at";
 
 const PRUNE_TO_LAST: &str = "
     DELETE FROM checkpoints AS c

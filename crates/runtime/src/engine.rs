@@ -297,7 +297,7 @@ impl Engine {
             match self.graph(&run.graph, Some(run.graph_version)) {
                 Ok(Registered { graph, .. }) => {
                     let id = run.id;
-                    self.inner.supervisor.send(Recover { record: run, graph }).await??;
+                    self.inner.supervisor.send(Recover { record: run, graph, answer: None }).await??;
                     resumed.push(id);
                 }
                 Err(missing) => {
@@ -313,6 +313,22 @@ impl Engine {
             }
         }
         Ok(resumed)
+    }
+
+    /// Answers the question a waiting run asked (a node returned
+    /// [`NodeError::interrupt`](graphloop_core::NodeError::interrupt)): the run goes on
+    /// from its checkpoint, running the asking node again with `answer` in its context.
+    /// Works in another process than the one that asked. Resuming a run that is not
+    /// waiting is an error saying what it is.
+    pub async fn resume(&self, run_id: Uuid, answer: &impl Serialize) -> Result<(), EngineError> {
+        let run = self.inner.persister.send(ReadRun(run_id)).await??.ok_or(EngineError::UnknownRun(run_id))?;
+        if run.status != RunStatus::Waiting {
+            return Err(EngineError::NotWaiting { run_id, status: run.status });
+        }
+        let Registered { graph, .. } = self.graph(&run.graph, Some(run.graph_version))?;
+        let answer = serde_json::to_value(answer)
+            .map_err(|e| EngineError::InvalidInput { graph: run.graph.clone(), reason: format!("answer: {e}") })?;
+        self.inner.supervisor.send(Recover { record: run, graph, answer: Some(answer) }).await?
     }
 
     /// A run's status: live from its actor while it runs (answered even while a node
@@ -351,8 +367,8 @@ impl Engine {
         Ok(EventStream { receiver })
     }
 
-    /// Waits until the run has ended (or was interrupted by a shutdown) and returns its
-    /// final row.
+    /// Waits until the run has ended, waits for an answer, or was interrupted by a
+    /// shutdown, and returns its row.
     pub async fn wait(&self, run_id: Uuid) -> Result<RunRecord, EngineError> {
         let mut next_seq = 1;
         loop {
@@ -363,6 +379,13 @@ impl Engine {
                     if record.event.kind.is_terminal() {
                         // The final row travels with the final event.
                         return Ok(self.status(run_id).await?.run);
+                    }
+                    if matches!(record.event.kind, graphloop_core::EventKind::RunWaiting { .. }) {
+                        // Waiting for an answer (unless it was answered since).
+                        let run = self.status(run_id).await?.run;
+                        if run.status == RunStatus::Waiting {
+                            return Ok(run);
+                        }
                     }
                 }
             }

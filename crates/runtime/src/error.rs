@@ -56,6 +56,14 @@ pub enum EngineError {
     /// A run's actor was replaced (the watchdog restarted its run); its writes are refused.
     #[error("this actor was superseded by a newer one for its run")]
     Superseded,
+    /// The run is not waiting for an answer; it cannot be resumed.
+    #[error("run {run_id} is {status}, not waiting for an answer")]
+    NotWaiting {
+        /// The run.
+        run_id: Uuid,
+        /// Its status.
+        status: crate::RunStatus,
+    },
     /// The engine is shutting down or has shut down.
     #[error("the engine is shutting down")]
     ShuttingDown,

@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime};
 
 use actix::prelude::*;
 use graphloop_core::{
-    CancelToken, Checkpoint, EventKind, Graph, Invocation, NodeContext, NodeError, Observer, RunError, RunEvent, State,
-    StepProgress, Task, Update, UserContext,
+    CancelToken, Checkpoint, EventKind, Graph, Interrupt, Invocation, NodeContext, NodeError, NodeErrorKind, Observer,
+    RunError, RunEvent, State, StepProgress, Task, Update, UserContext,
 };
 use serde_json::Value;
 use tracing::Instrument;
@@ -143,6 +143,8 @@ pub(crate) struct Resume {
     pub(crate) last_percent: f64,
     /// Why the run had stopped.
     pub(crate) reason: String,
+    /// The answer to the question the checkpoint's interrupted task asked.
+    pub(crate) answer: Option<Value>,
 }
 
 /// In `Async` durability, how many step commits a run may have unanswered before it
@@ -252,6 +254,8 @@ pub(crate) struct AnalysisActor<S: State> {
     ending: bool,
     ticks: Arc<TickSlot>,
     resume: Option<Resume>,
+    /// The answer for the task that asked a question, until its step completes.
+    answer: Option<(Task, Value)>,
     incarnation: u64,
     activity: Arc<Activity>,
     /// Events and the row change queued for the persister (see `emit`).
@@ -295,6 +299,7 @@ impl<S: State> AnalysisActor<S> {
             ending: false,
             ticks: Arc::new(TickSlot::default()),
             resume: spec.resume,
+            answer: None,
             incarnation: spec.incarnation,
             activity: spec.activity,
             outbox: Vec::new(),
@@ -417,7 +422,7 @@ impl<S: State> AnalysisActor<S> {
         );
         let mut handles = Vec::with_capacity(tasks.len());
         for task in &tasks {
-            let node_ctx = NodeContext::new(
+            let mut node_ctx = NodeContext::new(
                 self.record.id,
                 Arc::clone(&self.user),
                 step,
@@ -425,6 +430,11 @@ impl<S: State> AnalysisActor<S> {
                 self.cancel.clone(),
                 Arc::clone(&observer),
             );
+            if let Some((asked, answer)) = &self.answer {
+                if asked == task {
+                    node_ctx = node_ctx.with_answer(answer.clone());
+                }
+            }
             let invocation = self.graph.invoke(Arc::clone(&state), node_ctx).instrument(self.span.clone());
             let task = task.clone();
             handles
@@ -452,6 +462,15 @@ impl<S: State> AnalysisActor<S> {
                 if all_done {
                     self.finish_step(ctx);
                 }
+            }
+            Err(NodeError { kind: NodeErrorKind::Interrupt, payload, .. }) => {
+                // A question for a person: checkpoint where we are and wait for the answer.
+                let payload = payload.unwrap_or_default();
+                self.drop_step(ctx);
+                if let Some(checkpoint) = self.checkpoint.as_mut() {
+                    checkpoint.interrupt = Some(Interrupt { task: task.clone(), payload: payload.clone() });
+                }
+                self.end(RunStatus::Waiting, Some(EventKind::RunWaiting { task: task.label(), payload }), ctx);
             }
             Err(error) => {
                 let percent = step.progress.percent();
@@ -482,6 +501,7 @@ impl<S: State> AnalysisActor<S> {
             return;
         };
         let number = step.progress.step();
+        self.answer = None;
         checkpoint.percent = checkpoint.percent.max(step.progress.percent());
         let mut next = checkpoint.clone();
         match self.graph.apply(&mut next, step.results) {
@@ -587,6 +607,12 @@ impl<S: State> Actor for AnalysisActor<S> {
         self.update(ctx);
         let resume = self.resume.take();
         let from_checkpoint = resume.as_ref().and_then(|r| r.checkpoint.clone());
+        if let (Some(interrupt), Some(answer)) = (
+            from_checkpoint.as_ref().and_then(|c| c.interrupt.as_ref()),
+            resume.as_ref().and_then(|r| r.answer.as_ref()),
+        ) {
+            self.answer = Some((interrupt.task.clone(), answer.clone()));
+        }
         match &resume {
             Some(resume) => {
                 self.seq = resume.last_seq;

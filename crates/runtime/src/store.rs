@@ -27,6 +27,8 @@ pub enum RunStatus {
     Running,
     /// Stopped by a graceful shutdown at a step boundary; resumable from its checkpoint.
     Interrupted,
+    /// A node asked a question; the run waits for `Engine::resume` with the answer.
+    Waiting,
     /// Reached END.
     Completed,
     /// Failed for good (see its error).
@@ -37,8 +39,8 @@ pub enum RunStatus {
 
 impl RunStatus {
     /// Every status, in lifecycle order.
-    pub const ALL: [RunStatus; 6] =
-        [Self::Queued, Self::Running, Self::Interrupted, Self::Completed, Self::Failed, Self::Cancelled];
+    pub const ALL: [RunStatus; 7] =
+        [Self::Queued, Self::Running, Self::Interrupted, Self::Waiting, Self::Completed, Self::Failed, Self::Cancelled];
 
     /// Whether the run has not ended and should be resumed by the next process.
     pub fn is_unfinished(self) -> bool {
@@ -56,6 +58,7 @@ impl RunStatus {
             Self::Queued => "queued",
             Self::Running => "running",
             Self::Interrupted => "interrupted",
+            Self::Waiting => "waiting",
             Self::Completed => "completed",
             Self::Failed => "failed",
             Self::Cancelled => "cancelled",

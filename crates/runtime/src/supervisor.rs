@@ -93,6 +93,8 @@ struct Queued {
     graph: Arc<dyn ErasedGraph>,
     /// For a run recovered from the store: why it is resumed.
     resume: Option<String>,
+    /// For a run that was waiting: the answer it resumes with.
+    answer: Option<serde_json::Value>,
 }
 
 /// Admits a run recovered from the store (its row exists): it resumes from its last
@@ -102,6 +104,8 @@ struct Queued {
 pub(crate) struct Recover {
     pub(crate) record: RunRecord,
     pub(crate) graph: Arc<dyn ErasedGraph>,
+    /// The answer for a run waiting on a question.
+    pub(crate) answer: Option<serde_json::Value>,
 }
 
 /// An admitted run holding a slot: running, or waiting to be restarted.
@@ -120,6 +124,8 @@ struct Live {
     incarnation: u64,
     /// The current actor's last sign of life, for the watchdog.
     activity: Arc<Activity>,
+    /// The answer the run was resumed with (kept for restarts until it ends).
+    answer: Option<serde_json::Value>,
 }
 
 /// Joins the threads of stopped arbiters, off the supervisor's loop (joining blocks),
@@ -221,7 +227,7 @@ impl Supervisor {
     }
 
     fn launch(&mut self, queued: Queued, ctx: &mut Context<Self>) {
-        let Queued { record, graph, resume } = queued;
+        let Queued { record, graph, resume, answer } = queued;
         let run_id = record.id;
         let activity = Arc::new(Activity::new());
         let actor = match resume {
@@ -230,8 +236,16 @@ impl Supervisor {
             None => Some(self.spawn_actor(&record, &graph, None, 0, &activity, ctx)),
         };
         *self.per_user.entry(record.user.user_id.clone()).or_default() += 1;
-        let live =
-            Live { actor, record, graph, deaths: VecDeque::new(), cancel_requested: false, incarnation: 0, activity };
+        let live = Live {
+            actor,
+            record,
+            graph,
+            deaths: VecDeque::new(),
+            cancel_requested: false,
+            incarnation: 0,
+            activity,
+            answer,
+        };
         self.running.insert(run_id, live);
         if let Some(reason) = resume {
             self.restart(run_id, reason, ctx);
@@ -306,6 +320,7 @@ impl Supervisor {
             last_seq: point.last_seq,
             last_percent: point.last_percent,
             reason: cause,
+            answer: live.answer.clone(),
         });
         // Only the new actor may write for the run from now on.
         let incarnation = live.incarnation + 1;
@@ -367,7 +382,7 @@ impl Handler<StartRun> for Supervisor {
             });
         }
         self.persister.do_send(InsertRun(record.clone()));
-        self.queue.push_back(Queued { record, graph, resume: None });
+        self.queue.push_back(Queued { record, graph, resume: None, answer: None });
         self.admit_queued(ctx);
         Ok(())
     }
@@ -376,15 +391,18 @@ impl Handler<StartRun> for Supervisor {
 impl Handler<Recover> for Supervisor {
     type Result = Result<(), EngineError>;
 
-    fn handle(&mut self, Recover { record, graph }: Recover, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, Recover { record, graph, answer }: Recover, ctx: &mut Context<Self>) -> Self::Result {
         if !self.accepting {
             return Err(EngineError::ShuttingDown);
         }
         if self.running.contains_key(&record.id) || self.queue.iter().any(|q| q.record.id == record.id) {
             return Ok(());
         }
-        let reason = format!("resumed after the process that ran it stopped (it was {})", record.status);
-        self.queue.push_back(Queued { record, graph, resume: Some(reason) });
+        let reason = match answer {
+            Some(_) => "resumed with the answer to its question".to_owned(),
+            None => format!("resumed after the process that ran it stopped (it was {})", record.status),
+        };
+        self.queue.push_back(Queued { record, graph, resume: Some(reason), answer });
         self.admit_queued(ctx);
         Ok(())
     }
