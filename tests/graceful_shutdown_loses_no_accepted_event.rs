@@ -70,6 +70,24 @@ async fn graceful_shutdown_with_runs_in_flight_stores_every_accepted_event() {
         engine.start_run("chain", &Doc::default(), UserContext::new("late")).await.unwrap_err(),
         graphloop::EngineError::ShuttingDown
     );
+
+    // The next start resumes every interrupted run from its checkpoint.
+    let engine = Engine::start(EngineConfig::new().store(db.store())).await.unwrap();
+    engine.register(chain()).unwrap();
+    let resumed = engine.recover().await.unwrap();
+    assert_eq!(resumed.len() as i64, interrupted);
+    for run in resumed {
+        assert_eq!(engine.wait(run).await.unwrap().status, graphloop::RunStatus::Completed);
+    }
+    engine.shutdown().await.unwrap();
+    assert_eq!(db.count("SELECT count(*) FROM runs WHERE status <> 'completed'", &[]).await, 0);
+    let gaps = db
+        .count(
+            "SELECT count(*) FROM (SELECT run_id, max(seq) AS m, count(*) AS c FROM events GROUP BY run_id) e WHERE m <> c",
+            &[],
+        )
+        .await;
+    assert_eq!(gaps, 0, "gapless across the restart");
     db.drop().await;
 }
 
