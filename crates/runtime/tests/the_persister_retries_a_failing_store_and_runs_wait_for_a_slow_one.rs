@@ -196,9 +196,9 @@ async fn in_async_mode_runs_go_ahead_of_a_stalled_store_until_its_buffer_is_full
     let stats = engine.stats().await.unwrap().persister;
     assert!(stats.waiting_for_room >= runs.len(), "{stats:?}");
     assert!(stats.buffered >= capacity, "{stats:?}");
-    // Each run overshoots by at most its unanswered steps' rows (events, row change,
-    // checkpoint: 5 per step of this chain, 2 steps).
-    assert!(stats.buffered <= capacity + runs.len() * 10, "{stats:?}");
+    // Each run overshoots by at most a few steps' rows (its 2 unanswered commits and the
+    // step that filled the buffer; events, row change and checkpoint: 5 rows a step).
+    assert!(stats.buffered <= capacity + runs.len() * 15, "{stats:?}");
     for run in &runs {
         assert!(engine.status(*run).await.unwrap().run.step < 50);
     }
