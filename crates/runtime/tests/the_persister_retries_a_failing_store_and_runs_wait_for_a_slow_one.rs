@@ -186,15 +186,16 @@ async fn in_async_mode_runs_go_ahead_of_a_stalled_store_until_its_buffer_is_full
     for i in 0..4 {
         runs.push(engine.start_run("chain", &Count::default(), UserContext::new(format!("u{i}"))).await.unwrap());
     }
-    // Nothing can be written, so every run ends up held at a commit point, waiting for
-    // room: backpressure, not an ever-growing buffer.
-    for run in &runs {
-        while !engine.status(*run).await.unwrap().waiting_for_commit {
-            tokio::task::yield_now().await;
+    // Nothing can be written, so runs end up held at commit points, waiting for room:
+    // backpressure, not an ever-growing buffer. (A commit waits for room only once the
+    // buffer is full, and the buffer never shrinks while the store stalls.)
+    let stats = loop {
+        let stats = engine.stats().await.unwrap().persister;
+        if stats.waiting_for_room >= runs.len() {
+            break stats;
         }
-    }
-    let stats = engine.stats().await.unwrap().persister;
-    assert!(stats.waiting_for_room >= runs.len(), "{stats:?}");
+        tokio::task::yield_now().await;
+    };
     assert!(stats.buffered >= capacity, "{stats:?}");
     // Each run overshoots by at most a few steps' rows (its 2 unanswered commits and the
     // step that filled the buffer; events, row change and checkpoint: 5 rows a step).
