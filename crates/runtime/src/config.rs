@@ -14,6 +14,7 @@ pub struct EngineConfig {
     pub(crate) restarts: RestartPolicy,
     pub(crate) persister: PersisterConfig,
     pub(crate) shutdown_timeout: Duration,
+    pub(crate) finish_timeout: Duration,
 }
 
 impl Default for EngineConfig {
@@ -31,6 +32,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("restarts", &self.restarts)
             .field("persister", &self.persister)
             .field("shutdown_timeout", &self.shutdown_timeout)
+            .field("finish_timeout", &self.finish_timeout)
             .finish()
     }
 }
@@ -45,6 +47,7 @@ impl EngineConfig {
             restarts: RestartPolicy::default(),
             persister: PersisterConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
+            finish_timeout: Duration::from_secs(30),
         }
     }
 
@@ -104,6 +107,15 @@ impl EngineConfig {
     #[must_use]
     pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
         self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// How long a shutdown then waits, at each further stage, for stopped runs' threads,
+    /// for the store to take everything accepted, and for the engine's threads (30 s by
+    /// default); past it, shutdown returns and its report says what was left.
+    #[must_use]
+    pub fn finish_timeout(mut self, timeout: Duration) -> Self {
+        self.finish_timeout = timeout;
         self
     }
 }

@@ -103,6 +103,7 @@ struct Inner {
     threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
     arbiters: watch::Receiver<usize>,
     shutdown_timeout: Duration,
+    finish_timeout: Duration,
 }
 
 impl Drop for Inner {
@@ -134,7 +135,8 @@ impl Engine {
     /// arbiter). Fails if the store cannot be opened (database unreachable, migration
     /// failed).
     pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
-        let EngineConfig { store, durability, admission, restarts, persister, shutdown_timeout } = config;
+        let EngineConfig { store, durability, admission, restarts, persister, shutdown_timeout, finish_timeout } =
+            config;
 
         let (reaper, arbiters, reaper_thread) =
             Reaper::start().map_err(|e| EngineError::Unavailable(format!("cannot start the reaper thread: {e}")))?;
@@ -174,16 +176,17 @@ impl Engine {
                 threads: Mutex::new(vec![engine_thread, reaper_thread]),
                 arbiters,
                 shutdown_timeout,
+                finish_timeout,
             }),
         };
         match ready_rx.await {
             Ok(Ok(())) => Ok(engine),
             Ok(Err(error)) => {
-                engine.stop_threads(shutdown_timeout).await;
+                engine.stop_threads(finish_timeout).await;
                 Err(EngineError::Store(error))
             }
             Err(_) => {
-                engine.stop_threads(shutdown_timeout).await;
+                engine.stop_threads(finish_timeout).await;
                 Err(EngineError::Unavailable("the persister stopped while opening the store".into()))
             }
         }
@@ -452,11 +455,12 @@ impl Engine {
         // Runs stopped at the timeout report in from their actors' `Drop`; wait for
         // their arbiters before the final flush, so their last rows are in it. A thread
         // blocked by a node never stops: past the timeout, shutdown goes on without it.
-        let arbiters_stopped = within(timeout, self.wait_for_arbiters(0)).await.is_some();
+        let finish = self.inner.finish_timeout;
+        let arbiters_stopped = within(finish, self.wait_for_arbiters(0)).await.is_some();
         let arbiters_left = *self.inner.arbiters.borrow();
         // Nothing accepted is dropped on purpose; but with the store down for longer than
         // the timeout, shutdown reports what is left unwritten instead of waiting forever.
-        let flushed = match within(timeout, self.inner.persister.send(Flush)).await {
+        let flushed = match within(finish, self.inner.persister.send(Flush)).await {
             Some(Ok(result)) => {
                 result?;
                 true
@@ -464,11 +468,11 @@ impl Engine {
             Some(Err(MailboxError::Closed)) | None => false,
             Some(Err(error)) => return Err(error.into()),
         };
-        let persister = match within(timeout, self.inner.persister.send(GetStats)).await {
+        let persister = match within(finish, self.inner.persister.send(GetStats)).await {
             Some(Ok(stats)) => Some(stats),
             _ => None,
         };
-        let joined = self.stop_threads(timeout).await;
+        let joined = self.stop_threads(finish).await;
         if !arbiters_stopped || !flushed || !joined {
             tracing::warn!(arbiters_left, flushed, joined, "shutdown was not complete within its timeout");
         }

@@ -490,7 +490,8 @@ async fn subscribing_past_the_end_of_a_finished_run_ends_at_once() {
 
 #[tokio::test]
 async fn shutdown_does_not_wait_forever_for_a_node_that_blocks_its_thread() {
-    let engine = engine(EngineConfig::new().shutdown_timeout(Duration::from_millis(50))).await;
+    let config = EngineConfig::new().shutdown_timeout(Duration::from_millis(50)).finish_timeout(Duration::from_secs(1));
+    let engine = engine(config).await;
     let entered = Arc::new(Semaphore::new(0));
     let e = Arc::clone(&entered);
     let graph = GraphBuilder::<Doc>::new("blocking")
