@@ -371,7 +371,8 @@ impl Engine {
     }
 
     /// Waits until the run has ended, waits for an answer, or was interrupted by a
-    /// shutdown, and returns its row.
+    /// shutdown, and returns its row, once what the run did is stored (with the store
+    /// down, it waits for the store).
     pub async fn wait(&self, run_id: Uuid) -> Result<RunRecord, EngineError> {
         let mut next_seq = 1;
         loop {
@@ -380,11 +381,14 @@ impl Engine {
                 if let Streamed::Event(record) = item {
                     next_seq = record.seq + 1;
                     if record.event.kind.is_terminal() {
-                        // The final row travels with the final event.
+                        // Subscribers see events once accepted; `wait` returns once they
+                        // are stored. The final row travels with the final event.
+                        self.inner.persister.send(Flush).await??;
                         return Ok(self.status(run_id).await?.run);
                     }
                     if matches!(record.event.kind, graphloop_core::EventKind::RunWaiting { .. }) {
                         // Waiting for an answer (unless it was answered since).
+                        self.inner.persister.send(Flush).await??;
                         let run = self.status(run_id).await?.run;
                         if run.status == RunStatus::Waiting {
                             return Ok(run);
