@@ -1,0 +1,167 @@
+//! The [`Model`] seam: where a hosted language model would classify clauses and write
+//! the summary. [`RuleModel`] is the deterministic default; [`LatencyModel`] adds a
+//! fixed delay per call to emulate a hosted model.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
+use crate::rules::RULES;
+use crate::text::sentences;
+use crate::types::{ClauseType, Document, Finding, Report, Section};
+
+/// Why a model call failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ModelError {
+    /// The model could not be reached or is rate limiting; the node retries.
+    #[error("model unavailable: {0}")]
+    Unavailable(String),
+    /// The model refused the input or answered nonsense; retrying will not help.
+    #[error("model refused: {0}")]
+    Refused(String),
+}
+
+/// What classifies a contract's sections and writes its summary.
+///
+/// Implement it to plug in a hosted model client. Calls run on the run's own event loop
+/// (its arbiter); a client should own its connection per call or per loop, never share
+/// one across loops.
+pub trait Model: Send + Sync + 'static {
+    /// A short name for reports and logs.
+    fn name(&self) -> &str;
+
+    /// The clauses in `sections` of `document`, each with its evidence.
+    fn classify<'a>(
+        &'a self,
+        document: &'a Document,
+        sections: &'a [Section],
+    ) -> BoxFuture<'a, Result<Vec<Finding>, ModelError>>;
+
+    /// A few sentences summing up `report` for a person.
+    fn summarize<'a>(&'a self, report: &'a Report) -> BoxFuture<'a, Result<String, ModelError>>;
+}
+
+/// The built-in analyser: the pattern table of [`rules`](crate::rules), sentence by
+/// sentence. Deterministic, no network.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RuleModel;
+
+impl RuleModel {
+    /// The findings in one section: per clause type, the first sentence that shows it;
+    /// a heading that names a clause type counts as evidence too.
+    pub fn classify_section(document: &Document, section: &Section) -> Vec<Finding> {
+        let body = document.section_text(section);
+        let mut found: BTreeMap<ClauseType, Finding> = BTreeMap::new();
+        let heading_counts = !section.heading.is_empty() && section.heading != document.title;
+        // The heading line itself is a label, not evidence ("6. INDEMNITY").
+        let first_line = body.find('\n').unwrap_or(body.len());
+        let is_heading_line =
+            |start: usize, end: usize| start == 0 && end <= first_line && end <= section.heading.len() + 16;
+        for (start, end) in sentences(body).into_iter().filter(|(s, e)| !is_heading_line(*s, *e)) {
+            let sentence = &body[start..end];
+            for rule in RULES.iter() {
+                if found.contains_key(&rule.clause) || !rule.matches(sentence) {
+                    continue;
+                }
+                let named = heading_counts && rule.names(&section.heading);
+                found.insert(
+                    rule.clause,
+                    Finding {
+                        clause: rule.clause,
+                        section: section.label(),
+                        evidence: sentence.to_owned(),
+                        start: section.start + start,
+                        end: section.start + end,
+                        confidence: if named { 0.95 } else { 0.8 },
+                    },
+                );
+            }
+        }
+        if heading_counts {
+            let named: Vec<_> =
+                RULES.iter().filter(|r| !found.contains_key(&r.clause) && r.names(&section.heading)).collect();
+            for rule in named {
+                let (start, end) =
+                    sentences(body).into_iter().find(|(s, e)| !is_heading_line(*s, *e)).unwrap_or((0, body.len()));
+                found.insert(
+                    rule.clause,
+                    Finding {
+                        clause: rule.clause,
+                        section: section.label(),
+                        evidence: body[start..end].to_owned(),
+                        start: section.start + start,
+                        end: section.start + end,
+                        confidence: 0.6,
+                    },
+                );
+            }
+        }
+        found.into_values().collect()
+    }
+}
+
+impl Model for RuleModel {
+    fn name(&self) -> &str {
+        "rules"
+    }
+
+    fn classify<'a>(
+        &'a self,
+        document: &'a Document,
+        sections: &'a [Section],
+    ) -> BoxFuture<'a, Result<Vec<Finding>, ModelError>> {
+        let findings = sections.iter().flat_map(|s| Self::classify_section(document, s)).collect();
+        Box::pin(std::future::ready(Ok(findings)))
+    }
+
+    fn summarize<'a>(&'a self, report: &'a Report) -> BoxFuture<'a, Result<String, ModelError>> {
+        Box::pin(std::future::ready(Ok(crate::report::summary(report))))
+    }
+}
+
+/// A model that answers after a fixed delay per call, like a hosted model would.
+#[derive(Clone)]
+pub struct LatencyModel {
+    inner: Arc<dyn Model>,
+    latency: Duration,
+}
+
+impl LatencyModel {
+    /// `inner`, answering each call `latency` later.
+    pub fn new(inner: Arc<dyn Model>, latency: Duration) -> Self {
+        Self { inner, latency }
+    }
+}
+
+impl std::fmt::Debug for LatencyModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LatencyModel").field("inner", &self.inner.name()).field("latency", &self.latency).finish()
+    }
+}
+
+impl Model for LatencyModel {
+    fn name(&self) -> &str {
+        self.inner.name()
+    }
+
+    fn classify<'a>(
+        &'a self,
+        document: &'a Document,
+        sections: &'a [Section],
+    ) -> BoxFuture<'a, Result<Vec<Finding>, ModelError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.latency).await;
+            self.inner.classify(document, sections).await
+        })
+    }
+
+    fn summarize<'a>(&'a self, report: &'a Report) -> BoxFuture<'a, Result<String, ModelError>> {
+        Box::pin(async move {
+            tokio::time::sleep(self.latency).await;
+            self.inner.summarize(report).await
+        })
+    }
+}

@@ -1,0 +1,489 @@
+//! The analyser's knowledge, kept as data: patterns per clause type, contract kinds,
+//! the clauses usual for each kind, and the advice given for each risk.
+//!
+//! Patterns describe legal language, never particular documents. They are matched
+//! case-insensitively against one sentence at a time; a pattern's `unless` rules the
+//! sentence out when it also matches (an indemnity *insurance* is not an indemnity).
+
+use std::sync::LazyLock;
+
+use regex::{Regex, RegexBuilder};
+
+use crate::types::{ClauseType, ContractKind, RiskKind};
+
+/// One way a clause type shows in a sentence.
+pub(crate) struct Pattern {
+    /// Matches a sentence that shows the clause.
+    pub(crate) shows: &'static str,
+    /// Rules the sentence out when it matches too; empty for none.
+    pub(crate) unless: &'static str,
+}
+
+const fn p(shows: &'static str) -> Pattern {
+    Pattern { shows, unless: "" }
+}
+
+const fn p_unless(shows: &'static str, unless: &'static str) -> Pattern {
+    Pattern { shows, unless }
+}
+
+/// How one clause type is recognised.
+pub(crate) struct ClauseRule {
+    pub(crate) clause: ClauseType,
+    /// A section heading that names the clause; empty when headings are not evidence
+    /// enough (a "Renewal" heading does not make a renewal automatic).
+    pub(crate) heading: &'static str,
+    pub(crate) patterns: &'static [Pattern],
+}
+
+/// Numbers as contracts write them: digits, or words with the digits in brackets.
+pub(crate) const NUMBER: &str = r"(?:\d{1,4}|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|fifteen|eighteen|twenty|twenty-four|thirty|thirty-six|forty-five|sixty|ninety|one hundred(?: and)? (?:eighty|twenty)|hundred)";
+
+/// The clause table.
+pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
+    ClauseRule {
+        clause: ClauseType::Termination,
+        heading: r"terminat",
+        patterns: &[
+            p(r"\b(?:may|shall|will|can|right to)\s+(?:immediately\s+)?terminat"),
+            p(r"\bterminat\w*\s+(?:this|the)\s+(?:agreement|lease|licen[cs]e|contract|employment)"),
+            p(r"\b(?:upon|on|following|after)\s+(?:the\s+)?(?:termination|expiration|expiry)\b"),
+            p(r"\b(?:agreement|lease|term)\s+(?:shall|will)\s+(?:terminate|expire)\b"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::TerminationForConvenience,
+        heading: r"convenience",
+        patterns: &[
+            p(
+                r"terminat\w*[^.]{0,120}\b(?:for\s+(?:its\s+)?convenience|without\s+(?:cause|reason)|for\s+any\s+(?:reason|or\s+no\s+reason)|with\s+or\s+without\s+cause)",
+            ),
+            p(r"\b(?:for\s+(?:its\s+)?convenience|without\s+cause|for\s+any\s+reason)\b[^.]{0,80}terminat"),
+            p(r"\bterminat\w*[^.]{0,60}\bat\s+any\s+time\b"),
+            p_unless(
+                r"\bmay\s+terminat\w*\b[^.]{0,100}\b(?:on|upon|by\s+giving|giving|with|by|after)\b[^.]{0,50}\bdays?'?\s*(?:\([^)]*\)\s*)?(?:prior\s+|advance\s+)?(?:written\s+)?notice",
+                r"breach|default|insolv|bankrupt|\bcured?\b|fails?\s+to|violat|winding|receiver|for\s+cause|non-?renewal|not\s+to\s+renew",
+            ),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::AutoRenewal,
+        heading: "",
+        patterns: &[
+            p_unless(
+                r"\b(?:automatically|auto-?)\s*(?:be\s+)?(?:renew|extend)",
+                r"\bnot\s+(?:be\s+)?(?:automatically\s+)?(?:renew|extend)|no\s+automatic",
+            ),
+            p_unless(
+                r"\b(?:renew|extend)\w*\s+automatically",
+                r"\bnot\s+(?:be\s+)?(?:renew|extend)\w*\s+automatically",
+            ),
+            p(
+                r"\b(?:shall|will)\s+(?:thereafter\s+)?(?:be\s+)?(?:renew|extend)\w*\s+(?:\w+\s+){0,3}for\s+(?:successive|additional|further|consecutive|subsequent)",
+            ),
+            p(r"\bunless\s+(?:either|one|a|the)\s+(?:party|tenant|landlord|customer)\b[^.]{0,120}\bnon-?renewal"),
+            p(r"\bevergreen\s+(?:basis|term|renewal|clause)"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::Indemnification,
+        heading: r"indemn",
+        patterns: &[
+            p_unless(r"\bindemnif\w*", r"indemnity\s+insurance|professional\s+indemnity|indemnity\s+basis"),
+            p_unless(
+                r"\bindemnit(?:y|ies)\b",
+                r"indemnity\s+insurance|professional\s+indemnity|indemnity\s+(?:cover|limit|basis)",
+            ),
+            p(r"\bhold\s+(?:\w+\s+){0,6}harmless"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::LimitationOfLiability,
+        heading: r"limitation\s+of\s+liabilit|limitations?\s+on\s+liabilit|liability\s+cap|exclusion\s+of\s+(?:certain\s+)?damages|^liability$",
+        patterns: &[
+            p(r"limitation\s+of\s+liabilit"),
+            p(r"\b(?:aggregate|total|maximum|cumulative|entire)\s+liabilit"),
+            p(
+                r"liabilit\w*[^.]{0,150}\b(?:shall|will)\s+not\s+exceed|liabilit\w*[^.]{0,100}\b(?:not\s+to\s+exceed|limited\s+to|capped\s+at)",
+            ),
+            p(r"\bin\s+no\s+event\s+(?:shall|will)\b[^.]{0,150}\bliable"),
+            p(
+                r"(?:not\s+be\s+liable|no\s+liability|exclud\w*|waive\w*|disclaim\w*)[^.]{0,150}\b(?:indirect|consequential|incidental|special|punitive|exemplary)\b",
+            ),
+            p(
+                r"(?:indirect|consequential|incidental|special|punitive)\s+(?:or\s+\w+\s+)?(?:damages|loss)[^.]{0,100}\b(?:excluded|shall\s+not\s+be\s+(?:liable|recoverable))",
+            ),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::GoverningLaw,
+        heading: r"governing\s+law|applicable\s+law|choice\s+of\s+law|law\s+and\s+jurisdiction",
+        patterns: &[
+            p(r"\bgoverned\s+(?:by|in\s+accordance\s+with)\b[^.]{0,80}\blaws?\b"),
+            p(
+                r"\b(?:construed|interpreted|enforced)\s+(?:in\s+accordance\s+with|under)\b[^.]{0,60}\blaws?\s+(?:of|in)\b",
+            ),
+            p(r"\blaws?\s+(?:of|in\s+force\s+in)\s+[^.]{2,80}\s+(?:shall\s+|will\s+)?govern"),
+            p(r"\bgoverning\s+law\b"),
+            p(r"\bsubject\s+to\s+the\s+laws?\s+of\b"),
+            p(r"\blaws?\s+(?:shall\s+|will\s+)?governs?\b"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::DisputeResolution,
+        heading: r"dispute|arbitration|jurisdiction|venue",
+        patterns: &[
+            p(r"\barbitrat(?:ion|or|ors|ed|e)\b"),
+            p(r"\bmediat(?:ion|or|ed|e)\b"),
+            p(r"\b(?:exclusive|non-exclusive)\s+jurisdiction\b"),
+            p(r"\bsubmit\w*\s+to\s+the\s+(?:exclusive\s+|non-exclusive\s+)?jurisdiction"),
+            p(r"\bvenue\b"),
+            p(r"\bescalat\w*[^.]{0,100}\b(?:dispute|senior|executive)"),
+            p(r"\bdisputes?\b[^.]{0,100}\b(?:resolv|settle|referred|submitted|brought|courts?)\b"),
+            p(r"\b(?:state|federal|competent)\s+courts?\b"),
+            p(r"\bjury\s+trial\b"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::Confidentiality,
+        heading: r"confiden|non-disclosure|secrecy",
+        patterns: &[
+            p(r"\bconfidential\s+information\b"),
+            p(r"\bkeep\s+(?:\w+\s+){0,4}(?:confidential|secret)"),
+            p(r"\b(?:hold|treat|maintain)\w*\s+[^.]{0,60}\b(?:confidence|confidential)"),
+            p(r"\bnon-?disclosure\b"),
+            p(r"\b(?:shall|will)\s+not\s+(?:\w+\s+){0,3}disclose\b"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::NonCompete,
+        heading: r"non-?compet|restrictive\s+covenant|covenant\s+not\s+to\s+compete|competing",
+        patterns: &[
+            p(r"\bnon-?compet\w*"),
+            p_unless(
+                r"\b(?:shall|will|may)\s+not\b[^.]{0,120}\b(?:compete|competitive|competing|engage\s+in\s+(?:any\s+)?(?:business|activit))",
+                r"anti-?competitive",
+            ),
+            p(
+                r"\bnot\s+(?:to\s+)?(?:directly\s+or\s+indirectly\s+)?(?:compete|engage|carry\s+on|be\s+(?:engaged|concerned|interested))\b[^.]{0,100}\b(?:compet|similar|business)",
+            ),
+            p(r"\b(?:sell|market|distribute|promote|offer)\w*\s+(?:any\s+)?(?:competing|competitive)\s+products?"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::NonSolicit,
+        heading: r"solicit",
+        patterns: &[
+            p(r"\bsolicit(?:s|ed|ing|ation)?\b"),
+            p(r"\bnon-?solicit"),
+            p(
+                r"\b(?:not|refrain\s+from)\b[^.]{0,60}\b(?:hire|employ|engage|recruit|entice|induce)\b[^.]{0,100}\b(?:employees?|personnel|staff|customers?|clients?)\b",
+            ),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::Assignment,
+        heading: r"assignment|successors\s+and\s+assigns|transfer\s+of\s+(?:this\s+)?agreement|subletting",
+        patterns: &[
+            p_unless(
+                r"\bassign(?:ment|ed|s)?\b[^.]{0,80}\b(?:this\s+agreement|this\s+lease|its\s+rights|any\s+(?:of\s+(?:its|their)\s+)?rights|(?:its|their)\s+obligations|(?:this|the)\s+contract)",
+                r"invention|intellectual\s+property|work\s+product|deliverables|copyright|title\s+and\s+interest|patent",
+            ),
+            p(
+                r"\b(?:agreement|lease|rights|obligations)\b[^.]{0,80}\b(?:may|shall|will|cannot)\s+not\s+be\s+(?:assigned|transferred)|\b(?:agreement|lease|rights|obligations)\b[^.]{0,80}\bcannot\s+be\s+(?:assigned|transferred)",
+            ),
+            p(r"\b(?:neither|no)\s+party\s+(?:may|shall)\s+assign"),
+            p(r"\bsub-?let"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::ChangeOfControl,
+        heading: r"change\s+(?:of|in)\s+control",
+        patterns: &[
+            p(r"\bchange\s+(?:of|in)\s+(?:the\s+)?control\b"),
+            p(
+                r"\b(?:merger|acquisition|consolidation|reorgani[sz]ation)\b[^.]{0,100}\b(?:deemed|constitute)\w*\s+(?:to\s+be\s+)?an?\s+assignment",
+            ),
+            p(r"\b(?:acqui\w+|transfer\w*)\s+(?:of\s+)?(?:more\s+than\s+)?(?:fifty|50)\s*(?:percent|%|\(50%\))"),
+            p(r"\bcontrolling\s+interest\b"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::PaymentTerms,
+        heading: r"payment|fees|invoic|compensation|\brent\b|price|charges|salary",
+        patterns: &[
+            p(r"\binvoic(?:e|ed|es|ing)\b"),
+            p_unless(r"\bpayable\b", r"liabilit"),
+            p_unless(
+                r"\b(?:fees?|rent|salary|price|charges?|compensation|royalt\w+)\b[^.]{0,80}\b(?:due|payable|paid|pay)\b",
+                r"liabilit|exceed",
+            ),
+            p(r"\bnet\s+\d+\b"),
+            p(r"\blate\s+(?:payment|charge|fee)s?\b"),
+            p(r"\binterest\s+(?:at|of)\b[^.]{0,40}(?:per\s+(?:month|annum)|%)"),
+            p(r"\b(?:base\s+)?salary\s+(?:of|at)\b"),
+            p(r"\b(?:shall|will|agrees?\s+to)\s+pay\b"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::Warranties,
+        heading: r"warrant|representations",
+        patterns: &[
+            p_unless(
+                r"\bwarrant(?:s|y|ies|ed)?\b",
+                r"warrants?\s+(?:to\s+)?(?:purchase|for\s+shares)|search\s+warrant",
+            ),
+            p(r"\bas\s+is\b"),
+            p(r"\bdisclaim\w*[^.]{0,80}\b(?:warrant|implied|conditions)"),
+            p(r"\bmerchantab"),
+            p(r"\bfitness\s+for\s+a\s+particular"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::IpOwnership,
+        heading: r"intellectual\s+property|inventions|work\s+product|proprietary\s+rights|ownership",
+        patterns: &[
+            p(
+                r"\bintellectual\s+property\b[^.]{0,120}\b(?:own|owned|owner|ownership|vest|vests|belong|belongs|retain|retains|title|remains?\s+the\s+(?:sole\s+|exclusive\s+)?property)\b",
+            ),
+            p(
+                r"\b(?:own|owns|ownership|vest|vests|retain|retains|title\s+to)\b[^.]{0,120}\b(?:intellectual\s+property|work\s+product|deliverables|inventions|copyrights?|patents?|materials)\b",
+            ),
+            p(r"\bworks?\s+made\s+for\s+hire\b"),
+            p(
+                r"\bhereby\s+(?:irrevocably\s+)?assigns?\b[^.]{0,120}\b(?:right,\s+title|inventions|intellectual|copyright|work\s+product|deliverables)",
+            ),
+            p(
+                r"\b(?:all|any)\s+right,\s+title\s+and\s+interest\b[^.]{0,120}\b(?:intellectual|software|work\s+product|deliverables|inventions|materials|technology|documentation|copyright|patent)",
+            ),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::LicenseGrant,
+        heading: r"licen[cs]e\s+grant|grant\s+of\s+licen[cs]e",
+        patterns: &[
+            p_unless(r"\bgrants?\b[^.]{0,120}\blicen[cs]e", r"business\s+licen|driver|permits?\s+and\s+licen"),
+            p(r"\bgrants?\b[^.]{0,80}\bright\b[^.]{0,60}\bto\s+(?:access|use)\b"),
+            p(r"\blicen[cs]e[sd]?\s+to\s+(?:use|access|reproduce|distribute|sell|make|copy|display|install)"),
+            p(r"\bhereby\s+licen[cs]es\b"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::ForceMajeure,
+        heading: r"force\s+majeure",
+        patterns: &[
+            p(r"\bforce\s+majeure\b"),
+            p(
+                r"\b(?:beyond|outside)\s+(?:its|their|the|a\s+party's|such\s+party's|either\s+party's)\s+(?:reasonable\s+)?control",
+            ),
+            p(r"\bacts?\s+of\s+god\b"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::AuditRights,
+        heading: r"\baudit|inspection|books\s+and\s+records",
+        patterns: &[
+            p_unless(
+                r"\baudit(?:s|ed|ing)?\b",
+                r"audited\s+financial|audit\s+committee|auditors?'?\s+(?:report|opinion)",
+            ),
+            p(r"\binspect(?:ion)?\b[^.]{0,80}\b(?:books|records|accounts|documentation|use\s+of)"),
+            p(r"\b(?:books|records|accounts)\b[^.]{0,80}\b(?:examin\w*|inspect\w*|audit\w*|access)\b"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::Exclusivity,
+        heading: r"exclusiv",
+        patterns: &[
+            p_unless(
+                r"\bexclusive(?:ly)?\b[^.]{0,80}\b(?:suppl|purchas|buy|distribut|resell|reseller|territory|provider|dealer|agent|source|requirements)",
+                r"non-?exclusive|exclusive\s+(?:jurisdiction|venue|remed)|exclusive\s+of\s+(?:vat|tax)|exclusive\s+(?:owner|property)",
+            ),
+            p_unless(
+                r"\b(?:suppl\w*|purchas\w*|buy\w*|distribut\w*|resell\w*|territory|requirements)\b[^.]{0,80}\bexclusive(?:ly)?\b",
+                r"non-?exclusive|exclusive\s+(?:jurisdiction|venue|remed)|exclusive\s+of\s+(?:vat|tax)|exclusive\s+(?:owner|property)",
+            ),
+            p(r"\bexclusivity\b"),
+            p(
+                r"\bshall\s+not\b[^.]{0,80}\b(?:appoint|engage|purchase\s+from|buy\s+from)\s+(?:any\s+)?(?:other|another|third)",
+            ),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::Insurance,
+        heading: r"insurance",
+        patterns: &[
+            p_unless(
+                r"\b(?:maintain|carry|procure|obtain|keep|take\s+out)\b[^.]{0,80}\binsurance\b",
+                r"health|medical|dental|life\s+insurance|benefit",
+            ),
+            p_unless(
+                r"\binsurance\b[^.]{0,80}\b(?:coverage|cover|polic(?:y|ies)|limits?|not\s+less\s+than|in\s+an\s+amount|minimum)",
+                r"health|medical|dental|life\s+insurance|benefit",
+            ),
+            p(r"\b(?:certificates?\s+of\s+insurance|additional(?:ly)?\s+insured|named\s+insured)"),
+        ],
+    },
+];
+
+/// Contract kinds by words in the title (or, failing that, the opening), checked in
+/// order: the first match wins, so narrower kinds come first.
+pub(crate) const KIND_RULES: &[(ContractKind, &[&str])] = &[
+    (ContractKind::Nda, &["non-disclosure", "nondisclosure", "confidentiality agreement", "secrecy agreement", "nda"]),
+    (ContractKind::Employment, &["employment"]),
+    (ContractKind::Consulting, &["consulting", "consultancy", "independent contractor"]),
+    (ContractKind::Saas, &["subscription", "saas", "software as a service", "software-as-a-service", "cloud service"]),
+    (ContractKind::Lease, &["lease", "tenancy", "rental agreement"]),
+    (ContractKind::Reseller, &["reseller", "distribut", "dealer", "agency agreement", "affiliate agreement"]),
+    (ContractKind::Supply, &["supply", "purchase agreement", "manufactur", "procurement"]),
+    (ContractKind::Licence, &["licence", "license"]),
+    (ContractKind::Services, &["services", "statement of work", "service agreement", "professional services"]),
+];
+
+/// The clause types a contract of each kind usually has; the report lists the ones
+/// missing. Governing law and limitation of liability are checked as risks of their own.
+pub(crate) fn standard_clauses(kind: ContractKind) -> &'static [ClauseType] {
+    use ClauseType as C;
+    match kind {
+        ContractKind::Nda => &[C::Confidentiality, C::Termination],
+        ContractKind::Employment => &[C::Confidentiality, C::Termination, C::PaymentTerms, C::IpOwnership],
+        ContractKind::Lease => &[C::Termination, C::PaymentTerms, C::Insurance, C::Assignment],
+        ContractKind::Licence => &[C::LicenseGrant, C::Termination, C::PaymentTerms, C::Warranties, C::IpOwnership],
+        ContractKind::Saas | ContractKind::Services | ContractKind::Consulting => {
+            &[C::Termination, C::PaymentTerms, C::Confidentiality, C::Warranties, C::Indemnification]
+        }
+        ContractKind::Supply | ContractKind::Reseller => {
+            &[C::Termination, C::PaymentTerms, C::Warranties, C::Indemnification, C::ForceMajeure]
+        }
+        ContractKind::Other => &[C::Termination],
+    }
+}
+
+/// Whether a contract of this kind should limit liability (an NDA, a lease or an
+/// employment contract usually does not).
+pub(crate) fn expects_liability_cap(kind: ContractKind) -> bool {
+    !matches!(kind, ContractKind::Nda | ContractKind::Lease | ContractKind::Employment)
+}
+
+/// The advice attached to each risk.
+pub(crate) fn recommendation(kind: RiskKind) -> &'static str {
+    match kind {
+        RiskKind::UncappedLiability => {
+            "Negotiate a cap (for example the fees paid in the preceding 12 months) and an exclusion of indirect damages."
+        }
+        RiskKind::UnilateralTermination => {
+            "Ask for a mutual right to terminate for convenience, a longer notice period, or payment for work in progress."
+        }
+        RiskKind::AutoRenewalShortNotice => {
+            "Diary the non-renewal deadline now, or negotiate a notice window of at least 60 days."
+        }
+        RiskKind::AutoRenewal => "Diary the non-renewal deadline; consider renewal only by written agreement.",
+        RiskKind::MissingGoverningLaw => {
+            "Add a governing-law and jurisdiction clause; without one, which law applies is itself a dispute."
+        }
+        RiskKind::BroadIndemnity => {
+            "Limit the indemnity to third-party claims caused by the indemnifying party, and bring it under the cap."
+        }
+        RiskKind::LongNonCompete => {
+            "Shorten the restriction to 12 months or less and narrow its scope; long restraints may also be unenforceable."
+        }
+        RiskKind::Exclusivity => "Tie exclusivity to performance (minimum volumes, service levels) with a way out.",
+        RiskKind::LatePaymentPenalty => "Negotiate interest closer to the statutory rate and a grace period.",
+        RiskKind::MissingClause => "Consider adding the missing clause.",
+    }
+}
+
+/// A [`ClauseRule`] with its patterns compiled.
+pub(crate) struct CompiledRule {
+    pub(crate) clause: ClauseType,
+    pub(crate) heading: Option<Regex>,
+    pub(crate) patterns: Vec<(Regex, Option<Regex>)>,
+}
+
+impl CompiledRule {
+    /// Whether a sentence shows this clause.
+    pub(crate) fn matches(&self, sentence: &str) -> bool {
+        self.patterns
+            .iter()
+            .any(|(shows, unless)| shows.is_match(sentence) && !unless.as_ref().is_some_and(|u| u.is_match(sentence)))
+    }
+
+    /// Whether a section heading names this clause.
+    pub(crate) fn names(&self, heading: &str) -> bool {
+        self.heading.as_ref().is_some_and(|h| h.is_match(heading))
+    }
+}
+
+/// Compiles a case-insensitive pattern of the tables above.
+pub(crate) fn compile(pattern: &str) -> Result<Regex, regex::Error> {
+    RegexBuilder::new(pattern).case_insensitive(true).size_limit(1 << 22).build()
+}
+
+fn compile_rule(rule: &ClauseRule) -> Result<CompiledRule, regex::Error> {
+    let heading = if rule.heading.is_empty() { None } else { Some(compile(rule.heading)?) };
+    let patterns = rule
+        .patterns
+        .iter()
+        .map(|p| Ok((compile(p.shows)?, if p.unless.is_empty() { None } else { Some(compile(p.unless)?) })))
+        .collect::<Result<_, regex::Error>>()?;
+    Ok(CompiledRule { clause: rule.clause, heading, patterns })
+}
+
+/// The clause table, compiled once. A pattern that fails to compile is a bug the tests
+/// catch ([`tests::every_pattern_compiles`]); in a release build the rule is left out.
+pub(crate) static RULES: LazyLock<Vec<CompiledRule>> =
+    LazyLock::new(|| CLAUSE_RULES.iter().filter_map(|rule| compile_rule(rule).ok()).collect());
+
+/// The compiled rule of a clause type.
+pub(crate) fn rule(clause: ClauseType) -> Option<&'static CompiledRule> {
+    RULES.iter().find(|r| r.clause == clause)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_pattern_compiles() {
+        for rule in CLAUSE_RULES {
+            if let Err(err) = compile_rule(rule) {
+                panic!("a pattern of {} does not compile: {err}", rule.clause);
+            }
+        }
+        assert_eq!(RULES.len(), CLAUSE_RULES.len());
+    }
+
+    #[test]
+    fn every_clause_type_has_exactly_one_rule() {
+        for clause in ClauseType::ALL {
+            assert_eq!(CLAUSE_RULES.iter().filter(|r| r.clause == clause).count(), 1, "{clause}");
+        }
+    }
+
+    fn shows(clause: ClauseType, sentence: &str) -> bool {
+        rule(clause).is_some_and(|r| r.matches(sentence))
+    }
+
+    #[test]
+    fn exclusions_rule_out_look_alikes() {
+        assert!(shows(ClauseType::Indemnification, "Supplier shall defend, indemnify and hold harmless Customer."));
+        assert!(!shows(ClauseType::Indemnification, "Supplier shall maintain professional indemnity insurance."));
+        assert!(shows(ClauseType::Insurance, "Supplier shall maintain professional indemnity insurance."));
+        assert!(!shows(ClauseType::Exclusivity, "The licence is non-exclusive and limited to the territory."));
+        assert!(!shows(ClauseType::Exclusivity, "The courts of Munich have exclusive jurisdiction."));
+        assert!(shows(ClauseType::Exclusivity, "Reseller is appointed the exclusive reseller in the Territory."));
+        assert!(shows(
+            ClauseType::TerminationForConvenience,
+            "Either party may terminate this Agreement upon thirty (30) days' prior written notice."
+        ));
+        assert!(!shows(
+            ClauseType::TerminationForConvenience,
+            "Either party may terminate this Agreement upon 30 days' written notice if the other party materially breaches it."
+        ));
+        assert!(!shows(ClauseType::AutoRenewal, "This Agreement shall not renew automatically."));
+        assert!(shows(
+            ClauseType::AutoRenewal,
+            "Thereafter it shall renew for successive one-year terms unless either party gives notice of non-renewal."
+        ));
+    }
+}
