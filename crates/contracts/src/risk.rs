@@ -5,9 +5,10 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 use crate::extract::periods;
-use crate::rules::{compile, expects_liability_cap, recommendation, standard_clauses};
+use crate::rules::{compile, expects_liability_cap, recommendation, rule, standard_clauses};
 use crate::text::regex_or_never;
-use crate::types::{ClauseType, Document, Facts, Finding, Risk, RiskKind, Severity};
+use crate::text::sentences;
+use crate::types::{ClauseType, Document, Facts, Finding, Risk, RiskKind, Section, Severity};
 
 /// Scores at or above this are high and go through the deeper review.
 pub const HIGH_RISK: u32 = 70;
@@ -58,9 +59,13 @@ pub(crate) fn assess(doc: &Document, findings: &[Finding], facts: &Facts) -> Vec
     let has = |clause: ClauseType| of(clause).next().is_some();
     let mut risks = Vec::new();
 
-    if let Some(f) = findings.iter().find(|f| UNLIMITED.is_match(&f.evidence)) {
+    let capped = has(ClauseType::LimitationOfLiability);
+    let everything = every_sentence(doc);
+    let unlimited =
+        everything.iter().find(|f| UNLIMITED.is_match(&f.evidence) && !(capped && CARVE_OUT.is_match(&f.evidence)));
+    if let Some(f) = unlimited {
         risks.push(risk(RiskKind::UncappedLiability, 90, "Liability is expressly unlimited".into(), Some(f)));
-    } else if !has(ClauseType::LimitationOfLiability) && expects_liability_cap(doc.kind) {
+    } else if !capped && expects_liability_cap(doc.kind) {
         risks.push(risk(RiskKind::UncappedLiability, 85, "Nothing limits either party's liability".into(), None));
     }
 
@@ -94,11 +99,15 @@ pub(crate) fn assess(doc: &Document, findings: &[Finding], facts: &Facts) -> Vec
         risks.push(risk(RiskKind::MissingGoverningLaw, 72, "No governing law is chosen".into(), None));
     }
 
-    if let Some(f) = of(ClauseType::Indemnification).find(|f| BROAD.is_match(&f.evidence)) {
+    let indemnities = sentences_of(doc, findings, ClauseType::Indemnification);
+    if let Some(f) = indemnities.iter().find(|f| BROAD.is_match(&f.evidence)) {
         risks.push(risk(RiskKind::BroadIndemnity, 65, "Indemnity covers any and all losses".into(), Some(f)));
     }
 
-    let longest = of(ClauseType::NonCompete)
+    let restraints = sentences_of(doc, findings, ClauseType::NonCompete);
+    let longest = restraints
+        .iter()
+        .filter(|f| rule(ClauseType::NonCompete).is_some_and(|r| r.matches(&f.evidence)))
         .filter_map(|f| periods(&f.evidence).into_iter().map(|p| p.months()).max().map(|m| (m, f)))
         .max_by_key(|(months, _)| *months);
     if let Some((months, f)) = longest.filter(|(months, _)| *months > 12) {
@@ -110,7 +119,8 @@ pub(crate) fn assess(doc: &Document, findings: &[Finding], facts: &Facts) -> Vec
         risks.push(risk(RiskKind::Exclusivity, 55, "Exclusive dealing binds one party to the other".into(), Some(f)));
     }
 
-    if let Some((f, rate)) = of(ClauseType::PaymentTerms).find_map(|f| late_rate(&f.evidence).map(|r| (f, r))) {
+    let payments = sentences_of(doc, findings, ClauseType::PaymentTerms);
+    if let Some((f, rate)) = payments.iter().find_map(|f| late_rate(&f.evidence).map(|r| (f, r))) {
         if rate >= 12.0 {
             risks.push(risk(
                 RiskKind::LatePaymentPenalty,
@@ -130,6 +140,39 @@ pub(crate) fn assess(doc: &Document, findings: &[Finding], facts: &Facts) -> Vec
 
     rank(&mut risks);
     risks
+}
+
+/// Every sentence of the sections in which `clause` was found, as findings of it: the
+/// model points at the sections, the checks read all of each.
+fn sentences_of(doc: &Document, findings: &[Finding], clause: ClauseType) -> Vec<Finding> {
+    doc.sections
+        .iter()
+        .filter(|section| {
+            let label = section.label();
+            findings.iter().any(|f| f.clause == clause && f.section == label)
+        })
+        .flat_map(|section| section_sentences(doc, section, clause))
+        .collect()
+}
+
+/// Every sentence of the document, as findings of nothing in particular.
+fn every_sentence(doc: &Document) -> Vec<Finding> {
+    doc.sections.iter().flat_map(|section| section_sentences(doc, section, ClauseType::LimitationOfLiability)).collect()
+}
+
+fn section_sentences(doc: &Document, section: &Section, clause: ClauseType) -> Vec<Finding> {
+    let body = doc.section_text(section);
+    sentences(body)
+        .into_iter()
+        .map(|(start, end)| Finding {
+            clause,
+            section: section.label(),
+            evidence: body[start..end].to_owned(),
+            start: section.start + start,
+            end: section.start + end,
+            confidence: 1.0,
+        })
+        .collect()
 }
 
 /// The yearly rate of a late-payment sentence ("1.5% per month" is 18).
