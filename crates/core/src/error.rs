@@ -125,9 +125,22 @@ pub enum NodeErrorKind {
     Interrupt,
 }
 
+impl std::fmt::Display for NodeErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeErrorKind::Retryable => "retryable",
+            NodeErrorKind::Fatal => "fatal",
+            NodeErrorKind::Timeout => "timeout",
+            NodeErrorKind::Panic => "panic",
+            NodeErrorKind::Cancelled => "cancelled",
+            NodeErrorKind::Interrupt => "interrupt",
+        })
+    }
+}
+
 /// An error returned by a node (or made from its timeout or panic).
 #[derive(Debug, Clone, PartialEq, thiserror::Error, serde::Serialize, serde::Deserialize)]
-#[error("{kind:?}: {message}")]
+#[error("{message} ({kind})")]
 pub struct NodeError {
     /// What kind of failure this is.
     pub kind: NodeErrorKind,

@@ -294,9 +294,17 @@ impl Engine {
     /// any run. Call it once after registering the graphs. A run whose graph (name and
     /// version) is not registered fails, saying so. Returns the resumed runs' ids.
     pub async fn recover(&self) -> Result<Vec<Uuid>, EngineError> {
+        self.recover_where(|_| true).await
+    }
+
+    /// [`recover`](Self::recover), limited to the unfinished runs `select` accepts; the
+    /// others are left as they are, for the process they belong to. A tool sharing a
+    /// database with other applications resumes only its own graph's runs, or only its
+    /// user's, this way.
+    pub async fn recover_where(&self, select: impl Fn(&RunRecord) -> bool) -> Result<Vec<Uuid>, EngineError> {
         let unfinished = self.inner.persister.send(ListUnfinished).await??;
         let mut resumed = Vec::with_capacity(unfinished.len());
-        for mut run in unfinished {
+        for mut run in unfinished.into_iter().filter(|run| select(run)) {
             match self.graph(&run.graph, Some(run.graph_version)) {
                 Ok(Registered { graph, .. }) => {
                     let id = run.id;
