@@ -18,13 +18,26 @@ test:
     cargo test --workspace
 
 # Benchmarks: print the figures recorded in docs/benchmarks.md.
-bench:
+bench: bench-engine bench-contracts
+
+# The engine's own benchmarks (graph core, runtime, PostgreSQL write path).
+bench-engine:
     cargo run --release --locked --example bench_core
     cargo run --release --locked --example bench_engine
 
-# The main job.
+# Contracts per second through the CLI: 500 contracts (the samples repeated), in memory
+# and on PostgreSQL, without and with an emulated 200 ms model latency.
+bench-contracts count="500" database="postgres://root@127.0.0.1:5432/test":
+    bash .ci/bench-contracts {{count}} {{database}}
+
+# Clause precision and recall over the labelled samples and the held-out set.
+score:
+    cargo run --release --locked -p graphloop-contracts --example score_samples -- samples
+    cargo run --release --locked -p graphloop-contracts --example score_samples -- samples/holdout
+
+# The main job: analyse the sample contracts (in memory unless DATABASE_URL is set).
 demo:
-    cargo run --example quickstart
+    cargo run -p graphloop-cli -- analyze samples
 
 # Start the local PostgreSQL cluster if it is installed and not running.
 db-up:

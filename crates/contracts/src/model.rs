@@ -44,7 +44,7 @@ pub trait Model: Send + Sync + 'static {
     fn summarize<'a>(&'a self, report: &'a Report) -> BoxFuture<'a, Result<String, ModelError>>;
 }
 
-/// The built-in analyser: the pattern table of [`rules`](crate::rules), sentence by
+/// The built-in analyser: the table of patterns per clause type (`rules.rs`), sentence by
 /// sentence. Deterministic, no network.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RuleModel;
