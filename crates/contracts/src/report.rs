@@ -86,7 +86,7 @@ pub fn to_markdown(report: &Report) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "# {}\n", if report.title.is_empty() { &report.contract } else { &report.title });
     let _ = writeln!(out, "- **Contract:** {}", report.contract);
-    let _ = writeln!(out, "- **Kind:** {:?}", report.kind);
+    let _ = writeln!(out, "- **Kind:** {}", report.kind);
     if !report.parties.is_empty() {
         let _ = writeln!(out, "- **Parties:** {}", report.parties.join("; "));
     }

@@ -138,6 +138,23 @@ pub enum ContractKind {
     Other,
 }
 
+impl fmt::Display for ContractKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ContractKind::Nda => "non-disclosure agreement",
+            ContractKind::Saas => "SaaS subscription",
+            ContractKind::Services => "services agreement",
+            ContractKind::Employment => "employment agreement",
+            ContractKind::Lease => "lease",
+            ContractKind::Supply => "supply agreement",
+            ContractKind::Licence => "licence",
+            ContractKind::Consulting => "consulting agreement",
+            ContractKind::Reseller => "reseller or distribution agreement",
+            ContractKind::Other => "other",
+        })
+    }
+}
+
 /// A section of a contract, with its place in the normalised text.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Section {

@@ -382,7 +382,14 @@ impl Engine {
     /// shutdown, and returns its row, once what the run did is stored (with the store
     /// down, it waits for the store).
     pub async fn wait(&self, run_id: Uuid) -> Result<RunRecord, EngineError> {
-        let mut next_seq = 1;
+        self.wait_from(run_id, 1).await
+    }
+
+    /// [`wait`](Self::wait) for a caller that has already seen the run's events before
+    /// `next_seq` (it followed them with [`subscribe`](Self::subscribe)): they are not
+    /// read again.
+    pub async fn wait_from(&self, run_id: Uuid, next_seq: u64) -> Result<RunRecord, EngineError> {
+        let mut next_seq = next_seq.max(1);
         loop {
             let mut events = self.subscribe(run_id, next_seq).await?;
             while let Some(item) = events.next().await {
@@ -459,6 +466,32 @@ impl Engine {
     /// waits until the persister has written everything it accepted, then stops the
     /// engine's system and joins every thread it started.
     pub async fn shutdown(&self) -> Result<ShutdownReport, EngineError> {
+        let Drained { arbiters_stopped, arbiters_left, flushed } = self.drain_runs().await?;
+        let finish = self.inner.finish_timeout;
+        let persister = match within(finish, self.inner.persister.send(GetStats)).await {
+            Some(Ok(stats)) => Some(stats),
+            _ => None,
+        };
+        let joined = self.stop_threads(finish).await;
+        if !arbiters_stopped || !flushed || !joined {
+            tracing::warn!(arbiters_left, flushed, joined, "shutdown was not complete within its timeout");
+        }
+        Ok(ShutdownReport { persister, arbiters_left, complete: arbiters_stopped && flushed && joined })
+    }
+
+    /// The first half of [`shutdown`](Self::shutdown): stops admitting runs, lets every
+    /// running run finish its current step and commit it (past the shutdown timeout,
+    /// stops it mid-step), and waits until everything accepted is written. The engine
+    /// still answers [`status`](Self::status), [`events`](Self::events) and
+    /// [`wait`](Self::wait) afterwards, so a caller can collect the results of the runs
+    /// that finished meanwhile before it calls `shutdown`. Returns `false` if a run's
+    /// thread or the store did not finish within the finish timeout.
+    pub async fn drain(&self) -> Result<bool, EngineError> {
+        let Drained { arbiters_stopped, flushed, .. } = self.drain_runs().await?;
+        Ok(arbiters_stopped && flushed)
+    }
+
+    async fn drain_runs(&self) -> Result<Drained, EngineError> {
         let timeout = self.inner.shutdown_timeout;
         match self.inner.supervisor.send(Shutdown { timeout }).await {
             Ok(()) | Err(MailboxError::Closed) => {}
@@ -480,15 +513,7 @@ impl Engine {
             Some(Err(MailboxError::Closed)) | None => false,
             Some(Err(error)) => return Err(error.into()),
         };
-        let persister = match within(finish, self.inner.persister.send(GetStats)).await {
-            Some(Ok(stats)) => Some(stats),
-            _ => None,
-        };
-        let joined = self.stop_threads(finish).await;
-        if !arbiters_stopped || !flushed || !joined {
-            tracing::warn!(arbiters_left, flushed, joined, "shutdown was not complete within its timeout");
-        }
-        Ok(ShutdownReport { persister, arbiters_left, complete: arbiters_stopped && flushed && joined })
+        Ok(Drained { arbiters_stopped, arbiters_left, flushed })
     }
 
     /// Stops the engine's System and joins its threads; `false` if they did not end
@@ -528,6 +553,13 @@ async fn within<F: std::future::Future>(limit: Duration, future: F) -> Option<F:
         futures_util::future::Either::Left((output, _)) => Some(output),
         futures_util::future::Either::Right(_) => None,
     }
+}
+
+/// What [`Engine::drain_runs`] found.
+struct Drained {
+    arbiters_stopped: bool,
+    arbiters_left: usize,
+    flushed: bool,
 }
 
 /// What a graceful shutdown left behind.

@@ -577,3 +577,34 @@ async fn the_watchdog_restarts_a_run_stalled_by_a_node_that_never_yields() {
     let persister = report.persister.unwrap();
     assert_eq!(persister.events_written, persister.events_accepted);
 }
+
+#[tokio::test]
+async fn after_a_drain_finished_runs_are_still_answered_and_new_ones_refused() {
+    let (gate, entered, drops) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)), Arc::default());
+    let engine = engine(EngineConfig::new().shutdown_timeout(Duration::from_millis(20))).await;
+    engine.register(eight_nodes()).unwrap();
+    engine.register(gated(gate, Arc::clone(&entered), drops)).unwrap();
+    let done = engine.start_run("eight", &Doc::default(), UserContext::new("u")).await.unwrap();
+    let mut events = engine.subscribe(done, 1).await.unwrap();
+    let mut next_seq = 1;
+    while let Some(item) = events.next().await {
+        if let Streamed::Event(record) = item {
+            next_seq = record.seq + 1;
+        }
+    }
+    let stuck = engine.start_run("gated", &Doc::default(), UserContext::new("u")).await.unwrap();
+    entered.acquire().await.unwrap().forget();
+
+    assert!(engine.drain().await.unwrap(), "the drain completes");
+    // The stuck run was stopped at its last checkpoint; the finished one is answered in full,
+    // and `wait_from` does not need the events already seen.
+    assert_eq!(engine.status(stuck).await.unwrap().run.status, RunStatus::Interrupted);
+    let finished = engine.wait_from(done, next_seq).await.unwrap();
+    assert_eq!(finished.status, RunStatus::Completed);
+    assert!(finished.output.is_some());
+    assert!(matches!(
+        engine.start_run("eight", &Doc::default(), UserContext::new("u")).await,
+        Err(EngineError::ShuttingDown)
+    ));
+    assert!(engine.shutdown().await.unwrap().complete);
+}
