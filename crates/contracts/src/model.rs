@@ -44,62 +44,63 @@ pub trait Model: Send + Sync + 'static {
     fn summarize<'a>(&'a self, report: &'a Report) -> BoxFuture<'a, Result<String, ModelError>>;
 }
 
+/// At most this many findings (sentences) per clause type and section.
+const EVIDENCE_PER_SECTION: usize = 3;
+
 /// The built-in analyser: the table of patterns per clause type (`rules.rs`), sentence by
 /// sentence. Deterministic, no network.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RuleModel;
 
 impl RuleModel {
-    /// The findings in one section: per clause type, the first sentence that shows it;
-    /// a heading that names a clause type counts as evidence too.
+    /// The findings in one section: per clause type, the sentences that show it;
+    /// a heading that names a clause type counts as evidence too. Up to three sentences per
+    /// clause type and section are kept as evidence.
     pub fn classify_section(document: &Document, section: &Section) -> Vec<Finding> {
         let body = document.section_text(section);
-        let mut found: BTreeMap<ClauseType, Finding> = BTreeMap::new();
+        let mut found: BTreeMap<ClauseType, Vec<Finding>> = BTreeMap::new();
         let heading_counts = !section.heading.is_empty() && section.heading != document.title;
         // The heading line itself is a label, not evidence ("6. INDEMNITY").
         let first_line = body.find('\n').unwrap_or(body.len());
-        let is_heading_line =
-            |start: usize, end: usize| start == 0 && end <= first_line && end <= section.heading.len() + 16;
+        let is_heading_line = |start: usize, end: usize| {
+            body[..start].trim().is_empty() && end <= first_line && end - start <= section.heading.len() + 16
+        };
         for (start, end) in sentences(body).into_iter().filter(|(s, e)| !is_heading_line(*s, *e)) {
             let sentence = &body[start..end];
             for rule in RULES.iter() {
-                if found.contains_key(&rule.clause) || !rule.matches(sentence) {
+                let findings = found.entry(rule.clause).or_default();
+                if findings.len() >= EVIDENCE_PER_SECTION || !rule.matches(sentence) {
                     continue;
                 }
                 let named = heading_counts && rule.names(&section.heading);
-                found.insert(
-                    rule.clause,
-                    Finding {
-                        clause: rule.clause,
-                        section: section.label(),
-                        evidence: sentence.to_owned(),
-                        start: section.start + start,
-                        end: section.start + end,
-                        confidence: if named { 0.95 } else { 0.8 },
-                    },
-                );
+                findings.push(Finding {
+                    clause: rule.clause,
+                    section: section.label(),
+                    evidence: sentence.to_owned(),
+                    start: section.start + start,
+                    end: section.start + end,
+                    confidence: if named { 0.95 } else { 0.8 },
+                });
             }
         }
+        found.retain(|_, findings| !findings.is_empty());
         if heading_counts {
             let named: Vec<_> =
                 RULES.iter().filter(|r| !found.contains_key(&r.clause) && r.names(&section.heading)).collect();
             for rule in named {
                 let (start, end) =
                     sentences(body).into_iter().find(|(s, e)| !is_heading_line(*s, *e)).unwrap_or((0, body.len()));
-                found.insert(
-                    rule.clause,
-                    Finding {
-                        clause: rule.clause,
-                        section: section.label(),
-                        evidence: body[start..end].to_owned(),
-                        start: section.start + start,
-                        end: section.start + end,
-                        confidence: 0.6,
-                    },
-                );
+                found.entry(rule.clause).or_default().push(Finding {
+                    clause: rule.clause,
+                    section: section.label(),
+                    evidence: body[start..end].to_owned(),
+                    start: section.start + start,
+                    end: section.start + end,
+                    confidence: 0.6,
+                });
             }
         }
-        found.into_values().collect()
+        found.into_values().flatten().collect()
     }
 }
 

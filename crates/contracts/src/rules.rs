@@ -55,14 +55,23 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         clause: ClauseType::TerminationForConvenience,
         heading: r"convenience",
         patterns: &[
-            p(
-                r"terminat\w*[^.]{0,120}\b(?:for\s+(?:its\s+)?convenience|without\s+(?:cause|reason)|for\s+any\s+(?:reason|or\s+no\s+reason)|with\s+or\s+without\s+cause)",
+            p_unless(
+                r"\b(?:may|right\s+to|entitled\s+to|can)\b[^.]{0,60}\bterminat\w*[^.]{0,200}\b(?:for\s+(?:its\s+)?convenience|without\s+(?:cause|reason)|for\s+any\s+(?:reason|or\s+no\s+reason)|with\s+or\s+without\s+cause)",
+                r"\b(?:is|are|be|been)\s+terminated\s+for\s+any\s+reason",
             ),
-            p(r"\b(?:for\s+(?:its\s+)?convenience|without\s+cause|for\s+any\s+reason)\b[^.]{0,80}terminat"),
-            p(r"\bterminat\w*[^.]{0,60}\bat\s+any\s+time\b"),
+            p(
+                r"\b(?:for\s+(?:its\s+)?convenience|without\s+cause|for\s+any\s+reason)\b[^.]{0,80}\b(?:may|right\s+to|entitled\s+to)\b[^.]{0,40}terminat",
+            ),
+            p(
+                r"\bfor\s+(?:its|their|his|her|any\s+party's)?\s*convenience\b|\bfor\s+any\s+reason\s+or\s+(?:for\s+)?no\s+reason\b",
+            ),
+            p_unless(
+                r"\b(?:may|right\s+to|entitled\s+to|can)\b[^.]{0,60}\bterminat\w*[^.]{0,120}\bat\s+any\s+time\b",
+                r"\bif\b|\bin\s+the\s+event\b|breach|default|insolv|bankrupt|fails?\s+to",
+            ),
             p_unless(
                 r"\bmay\s+terminat\w*\b[^.]{0,100}\b(?:on|upon|by\s+giving|giving|with|by|after)\b[^.]{0,50}\bdays?'?\s*(?:\([^)]*\)\s*)?(?:prior\s+|advance\s+)?(?:written\s+)?notice",
-                r"breach|default|insolv|bankrupt|\bcured?\b|fails?\s+to|violat|winding|receiver|for\s+cause|non-?renewal|not\s+to\s+renew",
+                r"breach|default|insolv|bankrupt|\bcured?\b|fails?\s+to|does\s+not|violat|winding|receiver|for\s+cause|non-?renewal|not\s+to\s+renew|\bif\b|in\s+the\s+event",
             ),
         ],
     },
@@ -107,6 +116,10 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
                 r"liabilit\w*[^.]{0,150}\b(?:shall|will)\s+not\s+exceed|liabilit\w*[^.]{0,100}\b(?:not\s+to\s+exceed|limited\s+to|capped\s+at)",
             ),
             p(r"\bin\s+no\s+event\s+(?:shall|will)\b[^.]{0,150}\bliable"),
+            p(
+                r"\b(?:neither|no)\s+party\s+(?:shall|will)\s+be\s+liable\b[^.]{0,150}\b(?:indirect|consequential|incidental|special|punitive|exemplary|lost\s+profits)",
+            ),
+            p(r"\bmay\s+be\s+(?:brought|commenced|instituted)\b[^.]{0,60}\bmore\s+than\b[^.]{0,60}\bafter\b"),
             p(
                 r"(?:not\s+be\s+liable|no\s+liability|exclud\w*|waive\w*|disclaim\w*)[^.]{0,150}\b(?:indirect|consequential|incidental|special|punitive|exemplary)\b",
             ),
@@ -174,11 +187,13 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         clause: ClauseType::NonSolicit,
         heading: r"solicit",
         patterns: &[
-            p(r"\bsolicit(?:s|ed|ing|ation)?\b"),
+            p(r"\b(?:not|no|neither|nor|refrain\s+from|prohibited\s+from)\b[^.]{0,120}\bsolicit(?:s|ed|ing|ation)?\b"),
             p(r"\bnon-?solicit"),
-            p(
-                r"\b(?:not|refrain\s+from)\b[^.]{0,60}\b(?:hire|employ|engage|recruit|entice|induce)\b[^.]{0,100}\b(?:employees?|personnel|staff|customers?|clients?)\b",
+            p_unless(
+                r"\b(?:not|nor|refrain\s+from)\b[^.]{0,60}\b(?:hire|employ|engage|recruit|entice|induce|offer\s+(?:of\s+)?employment)\b[^.]{0,100}\b(?:employees?|personnel|staff|customers?|clients?)\b",
+                r"debar|convicted|excluded|sanction",
             ),
+            p(r"\b(?:not|nor)\b[^.]{0,60}\b(?:make|extend)\s+(?:an\s+)?offer\s+of\s+employment"),
         ],
     },
     ClauseRule {
@@ -284,7 +299,11 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         heading: r"\baudit|inspection|books\s+and\s+records",
         patterns: &[
             p_unless(
-                r"\baudit(?:s|ed|ing)?\b",
+                r"\b(?:right|entitled|may|permit\w*|allow\w*|access|shall\s+(?:have|be\s+subject))\b[^.]{0,80}\baudit\w*",
+                r"audited\s+financial|audit\s+committee|auditors?'?\s+(?:report|opinion)",
+            ),
+            p_unless(
+                r"\baudit\w*\b[^.]{0,80}\b(?:books|records|accounts|facilities|premises|operations|compliance)\b",
                 r"audited\s+financial|audit\s+committee|auditors?'?\s+(?:report|opinion)",
             ),
             p(r"\binspect(?:ion)?\b[^.]{0,80}\b(?:books|records|accounts|documentation|use\s+of)"),
@@ -293,17 +312,21 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
     },
     ClauseRule {
         clause: ClauseType::Exclusivity,
-        heading: r"exclusiv",
+        heading: r"exclusivity|exclusive\s+(?:dealing|supply|supplier|distribut\w*|rights?|appointment|territory|reseller|agency)",
         patterns: &[
             p_unless(
-                r"\bexclusive(?:ly)?\b[^.]{0,80}\b(?:suppl|purchas|buy|distribut|resell|reseller|territory|provider|dealer|agent|source|requirements)",
-                r"non-?exclusive|exclusive\s+(?:jurisdiction|venue|remed)|exclusive\s+of\s+(?:vat|tax)|exclusive\s+(?:owner|property)",
+                r"\bexclusive(?:ly)?\b[^.]{0,80}\b(?:suppl|purchas|buy|distribut|resell|reseller|territory|provider|dealer|agent|source|requirements|market|sell|licen[cs]e|option)",
+                r"non-?exclusive|exclusive\s+(?:jurisdiction|venue|remed)|exclusive\s+of\s+(?:vat|tax)|exclusive\s+(?:owner|property)|remed",
             ),
             p_unless(
                 r"\b(?:suppl\w*|purchas\w*|buy\w*|distribut\w*|resell\w*|territory|requirements)\b[^.]{0,80}\bexclusive(?:ly)?\b",
-                r"non-?exclusive|exclusive\s+(?:jurisdiction|venue|remed)|exclusive\s+of\s+(?:vat|tax)|exclusive\s+(?:owner|property)",
+                r"non-?exclusive|exclusive\s+(?:jurisdiction|venue|remed)|exclusive\s+of\s+(?:vat|tax)|exclusive\s+(?:owner|property)|remed",
             ),
             p(r"\bexclusivity\b"),
+            p_unless(
+                r"\bexclusive\s+right\s+to\b",
+                r"exclusive\s+right\s+to\s+(?:terminate|seek|control\s+the\s+defen)",
+            ),
             p(
                 r"\bshall\s+not\b[^.]{0,80}\b(?:appoint|engage|purchase\s+from|buy\s+from)\s+(?:any\s+)?(?:other|another|third)",
             ),
