@@ -9,7 +9,16 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use std::sync::LazyLock;
+
+use regex::Regex;
+
 use crate::extract::dates;
+use crate::rules::{compile, IP_TRANSFER};
+use crate::text::regex_or_never;
+
+static IP_TRANSFER_RE: LazyLock<Regex> =
+    LazyLock::new(|| compile(IP_TRANSFER).unwrap_or_else(|_| regex_or_never(r"[^\s\S]")));
 use crate::types::{ClauseType, ContractState};
 
 /// How a CUAD category is read off a finished run.
@@ -23,6 +32,9 @@ pub enum Detect {
     SolicitCustomers,
     /// An automatic renewal with a notice period to stop it.
     RenewalNotice,
+    /// An IP-ownership finding that moves rights to the other party (assigns, vests,
+    /// work made for hire), not one where a party keeps its own.
+    IpAssignment,
 }
 
 /// CUAD's categories that graphloop covers, and how each is detected.
@@ -40,7 +52,7 @@ pub const CATEGORIES: &[(&str, Detect)] = &[
     ("Termination For Convenience", Detect::Clause(ClauseType::TerminationForConvenience)),
     ("Renewal Term", Detect::Clause(ClauseType::AutoRenewal)),
     ("Notice Period To Terminate Renewal", Detect::RenewalNotice),
-    ("Ip Ownership Assignment", Detect::Clause(ClauseType::IpOwnership)),
+    ("Ip Ownership Assignment", Detect::IpAssignment),
     ("License Grant", Detect::Clause(ClauseType::LicenseGrant)),
 ];
 
@@ -63,7 +75,10 @@ pub fn predictions(state: &ContractState) -> BTreeMap<&'static str, Vec<String>>
         let evidence = match detect {
             Detect::Clause(clause) => of(*clause),
             Detect::SolicitEmployees => mentions(&["employee", "personnel", "staff", "hire"]),
-            Detect::SolicitCustomers => mentions(&["customer", "client"]),
+            Detect::SolicitCustomers => mentions(&["customer", "clients", "users", "subscribers"]),
+            Detect::IpAssignment => {
+                of(ClauseType::IpOwnership).into_iter().filter(|e| IP_TRANSFER_RE.is_match(e)).collect()
+            }
             Detect::RenewalNotice => {
                 let renews = state.facts.as_ref().is_some_and(|f| f.auto_renewal && f.renewal_notice_days.is_some());
                 if renews {

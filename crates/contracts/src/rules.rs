@@ -63,11 +63,14 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
                 r"\b(?:for\s+(?:its\s+)?convenience|without\s+cause|for\s+any\s+reason)\b[^.]{0,80}\b(?:may|right\s+to|entitled\s+to)\b[^.]{0,40}terminat",
             ),
             p(
-                r"\bfor\s+(?:its|their|his|her|any\s+party's)?\s*convenience\b|\bfor\s+any\s+reason\s+or\s+(?:for\s+)?no\s+reason\b",
+                r"\bterminat[^.]*\b(?:for\s+(?:its|their|his|her)?\s*convenience\b|for\s+any\s+reason\s+or\s+(?:for\s+)?no\s+reason\b)",
+            ),
+            p(
+                r"\b(?:for\s+(?:its|their|his|her)?\s*convenience\b|for\s+any\s+reason\s+or\s+(?:for\s+)?no\s+reason\b)[^.]*\bterminat",
             ),
             p_unless(
                 r"\b(?:may|right\s+to|entitled\s+to|can)\b[^.]{0,60}\bterminat\w*[^.]{0,120}\bat\s+any\s+time\b",
-                r"\bif\b|\bin\s+the\s+event\b|breach|default|insolv|bankrupt|fails?\s+to",
+                r"\bif\b|\bin\s+the\s+event\b|breach|default|insolv|bankrupt|fails?\s+to|as\s+follows|following\s+(?:events|circumstances)",
             ),
             p_unless(
                 r"\bmay\s+terminat\w*\b[^.]{0,100}\b(?:on|upon|by\s+giving|giving|with|by|after)\b[^.]{0,50}\bdays?'?\s*(?:\([^)]*\)\s*)?(?:prior\s+|advance\s+)?(?:written\s+)?notice",
@@ -277,9 +280,15 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         clause: ClauseType::LicenseGrant,
         heading: r"licen[cs]e\s+grant|grant\s+of\s+licen[cs]e",
         patterns: &[
-            p_unless(r"\bgrants?\b[^.]{0,120}\blicen[cs]e", r"business\s+licen|driver|permits?\s+and\s+licen"),
+            p_unless(
+                r"\bgrants?\b[^.]{0,120}\blicen[cs]e",
+                r"business\s+licen|driver|permits?\s+and\s+licen|office\s+space|premises|parking",
+            ),
             p(r"\bgrants?\b[^.]{0,80}\bright\b[^.]{0,60}\bto\s+(?:access|use)\b"),
-            p(r"\blicen[cs]e[sd]?\s+to\s+(?:use|access|reproduce|distribute|sell|make|copy|display|install)"),
+            p_unless(
+                r"\blicen[cs]e[sd]?\s+to\s+(?:use|access|reproduce|distribute|sell|make|copy|display|install)",
+                r"office\s+space|premises|parking",
+            ),
             p(r"\bhereby\s+licen[cs]es\b"),
         ],
     },
@@ -315,7 +324,7 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         heading: r"exclusivity|exclusive\s+(?:dealing|supply|supplier|distribut\w*|rights?|appointment|territory|reseller|agency)",
         patterns: &[
             p_unless(
-                r"\bexclusive(?:ly)?\b[^.]{0,80}\b(?:suppl|purchas|buy|distribut|resell|reseller|territory|provider|dealer|agent|source|requirements|market|sell|licen[cs]e|option)",
+                r"\bexclusive(?:ly)?\b[^.]{0,80}\b(?:suppl|purchas|buy|distribut|resell|reseller|territory|provider|dealer|agent|source|requirements|market|sell|licen[cs]e)",
                 r"non-?exclusive|exclusive\s+(?:jurisdiction|venue|remed)|exclusive\s+of\s+(?:vat|tax)|exclusive\s+(?:owner|property)|remed",
             ),
             p_unless(
@@ -348,6 +357,11 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         ],
     },
 ];
+
+/// Ownership language that moves intellectual property from one party to the other (an
+/// assignment, a work made for hire, rights that vest in or become the property of a
+/// party), as opposed to a party keeping what it owns.
+pub(crate) const IP_TRANSFER: &str = r"\bassign\w*|\bworks?\s+(?:made\s+)?for\s+hire|\bvest\w*\s+in\b|\b(?:become|be|remain)\s+the\s+(?:sole\s+(?:and\s+exclusive\s+)?|exclusive\s+)?property\s+of|\bshall\s+(?:solely\s+|exclusively\s+)?own\b|\btransfer\w*\s+(?:all|to)\b|\bconvey";
 
 /// Contract kinds by words in the title (or, failing that, the opening), checked in
 /// order: the first match wins, so narrower kinds come first.
