@@ -32,6 +32,8 @@ pub enum Detect {
     SolicitCustomers,
     /// An automatic renewal with a notice period to stop it.
     RenewalNotice,
+    /// A renewal or extension provision, automatic or not.
+    Renewal,
     /// An IP-ownership finding that moves rights to the other party (assigns, vests,
     /// work made for hire), not one where a party keeps its own.
     IpAssignment,
@@ -50,10 +52,15 @@ pub const CATEGORIES: &[(&str, Detect)] = &[
     ("No-Solicit Of Employees", Detect::SolicitEmployees),
     ("No-Solicit Of Customers", Detect::SolicitCustomers),
     ("Termination For Convenience", Detect::Clause(ClauseType::TerminationForConvenience)),
-    ("Renewal Term", Detect::Clause(ClauseType::AutoRenewal)),
+    ("Renewal Term", Detect::Renewal),
     ("Notice Period To Terminate Renewal", Detect::RenewalNotice),
     ("Ip Ownership Assignment", Detect::IpAssignment),
     ("License Grant", Detect::Clause(ClauseType::LicenseGrant)),
+    ("Uncapped Liability", Detect::Clause(ClauseType::UncappedLiability)),
+    ("Minimum Commitment", Detect::Clause(ClauseType::MinimumCommitment)),
+    ("Post-Termination Services", Detect::Clause(ClauseType::PostTerminationServices)),
+    ("Revenue/Profit Sharing", Detect::Clause(ClauseType::RevenueSharing)),
+    ("Warranty Duration", Detect::Clause(ClauseType::WarrantyDuration)),
 ];
 
 /// The evidence a finished run gives for each covered category it predicts present.
@@ -74,6 +81,7 @@ pub fn predictions(state: &ContractState) -> BTreeMap<&'static str, Vec<String>>
     for (name, detect) in CATEGORIES {
         let evidence = match detect {
             Detect::Clause(clause) => of(*clause),
+            Detect::Renewal => [of(ClauseType::Renewal), of(ClauseType::AutoRenewal)].concat(),
             Detect::SolicitEmployees => mentions(&["employee", "personnel", "staff", "hire"]),
             Detect::SolicitCustomers => mentions(&["customer", "clients", "users", "subscribers"]),
             Detect::IpAssignment => {

@@ -356,6 +356,97 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
             p(r"\b(?:certificates?\s+of\s+insurance|additional(?:ly)?\s+insured|named\s+insured)"),
         ],
     },
+    ClauseRule {
+        clause: ClauseType::Renewal,
+        heading: r"renewal|\bextension\s+of\s+(?:the\s+)?term",
+        patterns: &[
+            p(r"\b(?:option|right)\s+to\s+(?:renew|extend)"),
+            p_unless(
+                r"\b(?:renew|extend)\w*\b[^.]{0,100}\bfor\s+(?:\w+\s+|\(\d+\)\s+){0,4}(?:additional|successive|further|consecutive|renewal)\b",
+                r"\bnot\s+(?:be\s+)?(?:automatically\s+)?(?:renew|extend)",
+            ),
+            p(r"\brenewal\s+(?:terms?|periods?)\b"),
+            p_unless(r"\bautomatically\s+(?:be\s+)?(?:continue|renew|extend)", r"\bnot\s+(?:be\s+)?automatically"),
+            p(r"\bfrom\s+year\s+to\s+year\b"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::UncappedLiability,
+        heading: "",
+        patterns: &[
+            p(r"\b(?:limitations?|limits?|caps?|exclusions?)\b[^.]{0,150}\b(?:shall|will|do|does)\s+not\s+apply\s+to"),
+            p(r"\b(?:does|do|shall|will)\s+not\s+(?:limit|restrict)\b[^.]{0,100}\b(?:obligations?|liabilit\w*)\b"),
+            p(r"\bexcept\b[^.]{0,200}\b(?:neither|no)\b[^.]{0,40}\bliabilit\w*[^.]{0,100}\bexceed"),
+            p(
+                r"\bunlimited\s+liabilit|liabilit\w*[^.]{0,100}\b(?:unlimited|shall\s+not\s+be\s+limited|without\s+(?:any\s+)?limits?\b)",
+            ),
+            p(r"\b(?:neither|nothing|no)\b[^.]{0,60}\b(?:excludes?|limits?|restricts?)\b[^.]{0,30}\bliabilit"),
+            p_unless(
+                r"\bexcept\b[^.]{0,150}\b(?:indemnif\w*|confidential\w*|gross\s+negligence|wil(?:l)?ful\s+misconduct|fraud)\b[^.]{0,200}\bliab",
+                r"\bshall\s+(?:defend|indemnify)|\bhold\s+(?:\w+\s+){0,6}harmless|\bindemnify\s+and",
+            ),
+            p_unless(
+                r"\bliab\w*[^.]{0,200}\b(?:except|other\s+than|excluding)\b[^.]{0,150}\b(?:indemnif\w*|confidential\w*|gross\s+negligence|wil(?:l)?ful\s+misconduct|fraud)",
+                r"\bshall\s+(?:defend|indemnify)|\bhold\s+(?:\w+\s+){0,6}harmless|\bindemnify\s+and",
+            ),
+            p(r"\bliabilit\w*\b[^.]{0,150}\bremains?\s+unaffected"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::MinimumCommitment,
+        heading: r"minimum\s+(?:purchase|order|commitment|volume)",
+        patterns: &[
+            p_unless(
+                r"\bminimum\s+(?:annual\s+|monthly\s+|quarterly\s+|yearly\s+)?(?:purchase|order|quantit|volume|amount|fee|payment|commitment|royalt|sales|revenue|guarantee|number|charge|quota|development)",
+                r"minimum\s+(?:wage|age)|insurance|coverage",
+            ),
+            p(
+                r"\b(?:purchase|order|buy|pay|sell|fund|spend|deliver)\w*\s+(?:a\s+minimum\s+of|at\s+least|not\s+less\s+than|no\s+less\s+than)\b",
+            ),
+            p(
+                r"\bquotas?\b|\b(?:binding|firm)\s+(?:order|commitment)s?\b|\bcommit\w*\s+(?:to\s+)?(?:fund|funding|purchase|order|spend)",
+            ),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::PostTerminationServices,
+        heading: r"effects?\s+of\s+(?:termination|expiration)|transition|wind[-\s]?down|consequences\s+of\s+termination",
+        patterns: &[
+            p(
+                r"\b(?:after|following|upon|on)\s+(?:the\s+|any\s+|such\s+)?(?:early\s+)?(?:termination|expiration|expiry)\b[^.]{0,150}\b(?:shall|will)\s+(?:continue\s+to\s+|promptly\s+|then\s+)?(?:provide|supply|support|deliver|sell|perform|make\b[^.]{0,40}\bavailable|assist|cooperate|pay|purchase|fill|honou?r)\b",
+            ),
+            p(r"\btransition\w*\s+(?:services|assistance|period)"),
+            p(r"\bwind[-\s]?down\b|\bsell[-\s]?off\b|\blast[-\s]time\s+buy"),
+            p(
+                r"\bcontinues?\s+to\s+(?:provide|supply|perform|support|sell)\b[^.]{0,100}\b(?:after|following)\s+(?:the\s+)?(?:termination|expiration|expiry)",
+            ),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::RevenueSharing,
+        heading: r"royalt|revenue\s+shar|profit\s+shar|commission",
+        patterns: &[
+            p_unless(r"\broyalt(?:y|ies)\b", r"royalty[-\s](?:free|bearing)"),
+            p(
+                r"(?:percent|%)\s*(?:\)\s*)?of\s+(?:all\s+|the\s+|such\s+)?(?:net\s+|gross\s+)?(?:sales|revenues?|receipts|profits?|proceeds|income|billings)",
+            ),
+            p(r"\brevenue\s+shar|\bprofit\s+shar|\bshare\s+of\s+(?:the\s+)?(?:net\s+|gross\s+)?(?:revenues?|profits?)"),
+            p(r"\bcommissions?\b[^.]{0,80}\b(?:on|of)\s+(?:all\s+)?(?:net\s+|gross\s+)?(?:sales|revenues?|orders)"),
+        ],
+    },
+    ClauseRule {
+        clause: ClauseType::WarrantyDuration,
+        heading: r"warranty\s+period",
+        patterns: &[
+            p(
+                r"\bwarrant\w*\b[^.]{0,150}\b(?:for\s+(?:a\s+)?(?:period\s+of\s+)?|within\s+)(?:\d{1,4}|one|two|three|four|five|six|twelve|eighteen|twenty-four|thirty|sixty|ninety)\s*(?:\(\d+\)\s*)?(?:days?|months?|years?)",
+            ),
+            p(r"\bwarranty\s+period\b"),
+            p(
+                r"\b(?:\d{1,4}|one|two|three|six|twelve|thirty|sixty|ninety)\s*(?:\(\d+\)\s*)?[-\s]?(?:day|month|year)\s+(?:limited\s+)?warranty",
+            ),
+        ],
+    },
 ];
 
 /// Ownership language that moves intellectual property from one party to the other (an

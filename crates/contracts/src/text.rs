@@ -266,11 +266,15 @@ pub(crate) fn sentences(text: &str) -> Vec<(usize, usize)> {
             let rest = &text[i + 1..];
             let line = rest.trim_start();
             let blank = rest.starts_with('\n');
+            // A list item or heading starts a new sentence, unless the line before runs on
+            // into it (PDF text breaks lines mid-sentence: "except (i) ..., \n(ii) ...").
+            let before = text[start..i].trim_end();
+            let runs_on = before.ends_with(|c: char| c == ',' || c.is_alphanumeric() || c == ')');
             let list_item = line.starts_with('(') && line.get(1..4).is_some_and(|s| s.contains(')'))
                 || line.starts_with("- ")
-                || line.starts_with("* ")
-                || heading(line.lines().next().unwrap_or_default()).is_some();
-            (blank || list_item).then_some(i + 1)
+                || line.starts_with("* ");
+            let heading_line = heading(line.lines().next().unwrap_or_default()).is_some();
+            (blank || (list_item && !runs_on) || (heading_line && !(runs_on && list_item))).then_some(i + 1)
         } else {
             None
         };

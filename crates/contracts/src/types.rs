@@ -50,11 +50,24 @@ pub enum ClauseType {
     Exclusivity,
     /// An obligation to carry insurance.
     Insurance,
+    /// The term can be renewed or extended: automatically, by option, or for set periods.
+    Renewal,
+    /// Liability left without a cap: expressly unlimited, or carved out of the cap.
+    UncappedLiability,
+    /// A minimum purchase, order, volume, fee or payment a party commits to.
+    MinimumCommitment,
+    /// Obligations that go on after the agreement ends: transition, wind-down, sell-off,
+    /// continued service, final payments, return of data.
+    PostTerminationServices,
+    /// A share of revenue or profit: royalties, commissions on sales, revenue share.
+    RevenueSharing,
+    /// A warranty limited to a period.
+    WarrantyDuration,
 }
 
 impl ClauseType {
     /// Every clause type, in a stable order.
-    pub const ALL: [ClauseType; 20] = [
+    pub const ALL: [ClauseType; 26] = [
         ClauseType::Termination,
         ClauseType::TerminationForConvenience,
         ClauseType::AutoRenewal,
@@ -75,6 +88,12 @@ impl ClauseType {
         ClauseType::AuditRights,
         ClauseType::Exclusivity,
         ClauseType::Insurance,
+        ClauseType::Renewal,
+        ClauseType::UncappedLiability,
+        ClauseType::MinimumCommitment,
+        ClauseType::PostTerminationServices,
+        ClauseType::RevenueSharing,
+        ClauseType::WarrantyDuration,
     ];
 
     /// The snake_case id used in JSON and on the command line.
@@ -100,6 +119,12 @@ impl ClauseType {
             ClauseType::AuditRights => "audit_rights",
             ClauseType::Exclusivity => "exclusivity",
             ClauseType::Insurance => "insurance",
+            ClauseType::Renewal => "renewal",
+            ClauseType::UncappedLiability => "uncapped_liability",
+            ClauseType::MinimumCommitment => "minimum_commitment",
+            ClauseType::PostTerminationServices => "post_termination_services",
+            ClauseType::RevenueSharing => "revenue_sharing",
+            ClauseType::WarrantyDuration => "warranty_duration",
         }
     }
 }
