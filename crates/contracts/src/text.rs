@@ -274,7 +274,7 @@ pub(crate) fn sentences(text: &str) -> Vec<(usize, usize)> {
                 || line.starts_with("- ")
                 || line.starts_with("* ");
             let heading_line = heading(line.lines().next().unwrap_or_default()).is_some();
-            (blank || (list_item && !runs_on) || (heading_line && !(runs_on && list_item))).then_some(i + 1)
+            (blank || (list_item && !runs_on) || (heading_line && !list_item)).then_some(i + 1)
         } else {
             None
         };
