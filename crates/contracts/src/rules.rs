@@ -56,11 +56,11 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         heading: r"convenience",
         patterns: &[
             p_unless(
-                r"\b(?:may|right\s+to|entitled\s+to|can)\b[^.]{0,60}\bterminat\w*[^.]{0,200}\b(?:for\s+(?:its\s+)?convenience|without\s+(?:cause|reason)|for\s+any\s+(?:reason|or\s+no\s+reason)|with\s+or\s+without\s+cause)",
+                r"\b(?:may|right\s+to|entitled\s+to|can)\b[\s\S]{0,60}\bterminat\w*[\s\S]{0,200}\b(?:for\s+(?:its\s+)?convenience|without\s+(?:cause|reason)|for\s+any\s+(?:reason|or\s+no\s+reason)|with\s+or\s+without\s+cause)",
                 r"\b(?:is|are|be|been)\s+terminated\s+for\s+any\s+reason",
             ),
             p(
-                r"\b(?:for\s+(?:its\s+)?convenience|without\s+cause|for\s+any\s+reason)\b[^.]{0,80}\b(?:may|right\s+to|entitled\s+to)\b[^.]{0,40}terminat",
+                r"\b(?:for\s+(?:its\s+)?convenience|without\s+cause|for\s+any\s+reason)\b[\s\S]{0,80}\b(?:may|right\s+to|entitled\s+to)\b[\s\S]{0,40}terminat",
             ),
             p(
                 r"\bterminat[^.]*\b(?:for\s+(?:its|their|his|her)?\s*convenience\b|for\s+any\s+reason\s+or\s+(?:for\s+)?no\s+reason\b)",
@@ -69,11 +69,11 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
                 r"\b(?:for\s+(?:its|their|his|her)?\s*convenience\b|for\s+any\s+reason\s+or\s+(?:for\s+)?no\s+reason\b)[^.]*\bterminat",
             ),
             p_unless(
-                r"\b(?:may|right\s+to|entitled\s+to|can)\b[^.]{0,60}\bterminat\w*[^.]{0,120}\bat\s+any\s+time\b",
+                r"\b(?:may|right\s+to|entitled\s+to|can)\b[\s\S]{0,60}\bterminat\w*[\s\S]{0,120}\bat\s+any\s+time\b",
                 r"\bif\b|\bin\s+the\s+event\b|breach|default|insolv|bankrupt|fails?\s+to|as\s+follows|following\s+(?:events|circumstances)",
             ),
             p_unless(
-                r"\bmay\s+terminat\w*\b[^.]{0,100}\b(?:on|upon|by\s+giving|giving|with|by|after)\b[^.]{0,50}\bdays?'?\s*(?:\([^)]*\)\s*)?(?:prior\s+|advance\s+)?(?:written\s+)?notice",
+                r"\bmay\s+terminat\w*\b[\s\S]{0,100}\b(?:on|upon|by\s+giving|giving|with|by|after)\b[\s\S]{0,50}\bdays?'?\s*(?:\([^)]*\)\s*)?(?:prior\s+|advance\s+)?(?:written\s+)?notice",
                 r"breach|default|insolv|bankrupt|\bcured?\b|fails?\s+to|does\s+not|violat|winding|receiver|for\s+cause|non-?renewal|not\s+to\s+renew|\bif\b|in\s+the\s+event",
             ),
         ],
@@ -93,7 +93,7 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
             p(
                 r"\b(?:shall|will)\s+(?:thereafter\s+)?(?:be\s+)?(?:renew|extend)\w*\s+(?:\w+\s+){0,3}for\s+(?:successive|additional|further|consecutive|subsequent)",
             ),
-            p(r"\bunless\s+(?:either|one|a|the)\s+(?:party|tenant|landlord|customer)\b[^.]{0,120}\bnon-?renewal"),
+            p(r"\bunless\s+(?:either|one|a|the)\s+(?:party|tenant|landlord|customer)\b[\s\S]{0,120}\bnon-?renewal"),
             p(r"\bevergreen\s+(?:basis|term|renewal|clause)"),
         ],
     },
@@ -116,18 +116,18 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
             p(r"limitation\s+of\s+liabilit"),
             p(r"\b(?:aggregate|total|maximum|cumulative|entire)\s+liabilit"),
             p(
-                r"liabilit\w*[^.]{0,150}\b(?:shall|will)\s+not\s+exceed|liabilit\w*[^.]{0,100}\b(?:not\s+to\s+exceed|limited\s+to|capped\s+at)",
+                r"liabilit\w*[\s\S]{0,150}\b(?:shall|will)\s+not\s+exceed|liabilit\w*[\s\S]{0,100}\b(?:not\s+to\s+exceed|limited\s+to|capped\s+at)",
             ),
-            p(r"\bin\s+no\s+event\s+(?:shall|will)\b[^.]{0,150}\bliable"),
+            p(r"\bin\s+no\s+event\s+(?:shall|will)\b[\s\S]{0,150}\bliable"),
             p(
-                r"\b(?:neither|no)\s+party\s+(?:shall|will)\s+be\s+liable\b[^.]{0,150}\b(?:indirect|consequential|incidental|special|punitive|exemplary|lost\s+profits)",
+                r"\b(?:neither|no)\s+party\s+(?:shall|will)\s+be\s+liable\b[\s\S]{0,150}\b(?:indirect|consequential|incidental|special|punitive|exemplary|lost\s+profits)",
             ),
-            p(r"\bmay\s+be\s+(?:brought|commenced|instituted)\b[^.]{0,60}\bmore\s+than\b[^.]{0,60}\bafter\b"),
+            p(r"\bmay\s+be\s+(?:brought|commenced|instituted)\b[\s\S]{0,60}\bmore\s+than\b[\s\S]{0,60}\bafter\b"),
             p(
-                r"(?:not\s+be\s+liable|no\s+liability|exclud\w*|waive\w*|disclaim\w*)[^.]{0,150}\b(?:indirect|consequential|incidental|special|punitive|exemplary)\b",
+                r"(?:not\s+be\s+liable|no\s+liability|exclud\w*|waive\w*|disclaim\w*)[\s\S]{0,150}\b(?:indirect|consequential|incidental|special|punitive|exemplary)\b",
             ),
             p(
-                r"(?:indirect|consequential|incidental|special|punitive)\s+(?:or\s+\w+\s+)?(?:damages|loss)[^.]{0,100}\b(?:excluded|shall\s+not\s+be\s+(?:liable|recoverable))",
+                r"(?:indirect|consequential|incidental|special|punitive)\s+(?:or\s+\w+\s+)?(?:damages|loss)[\s\S]{0,100}\b(?:excluded|shall\s+not\s+be\s+(?:liable|recoverable))",
             ),
         ],
     },
@@ -135,11 +135,11 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         clause: ClauseType::GoverningLaw,
         heading: r"governing\s+law|applicable\s+law|choice\s+of\s+law|law\s+and\s+jurisdiction",
         patterns: &[
-            p(r"\bgoverned\s+(?:by|in\s+accordance\s+with)\b[^.]{0,80}\blaws?\b"),
+            p(r"\bgoverned\s+(?:by|in\s+accordance\s+with)\b[\s\S]{0,80}\blaws?\b"),
             p(
-                r"\b(?:construed|interpreted|enforced)\s+(?:in\s+accordance\s+with|under)\b[^.]{0,60}\blaws?\s+(?:of|in)\b",
+                r"\b(?:construed|interpreted|enforced)\s+(?:in\s+accordance\s+with|under)\b[\s\S]{0,60}\blaws?\s+(?:of|in)\b",
             ),
-            p(r"\blaws?\s+(?:of|in\s+force\s+in)\s+[^.]{2,80}\s+(?:shall\s+|will\s+)?govern"),
+            p(r"\blaws?\s+(?:of|in\s+force\s+in)\s+[\s\S]{2,80}\s+(?:shall\s+|will\s+)?govern"),
             p(r"\bgoverning\s+law\b"),
             p(r"\bsubject\s+to\s+the\s+laws?\s+of\b"),
             p(r"\blaws?\s+(?:shall\s+|will\s+)?governs?\b"),
@@ -154,8 +154,8 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
             p(r"\b(?:exclusive|non-exclusive)\s+jurisdiction\b"),
             p(r"\bsubmit\w*\s+to\s+the\s+(?:exclusive\s+|non-exclusive\s+)?jurisdiction"),
             p(r"\bvenue\b"),
-            p(r"\bescalat\w*[^.]{0,100}\b(?:dispute|senior|executive)"),
-            p(r"\bdisputes?\b[^.]{0,100}\b(?:resolv|settle|referred|submitted|brought|courts?)\b"),
+            p(r"\bescalat\w*[\s\S]{0,100}\b(?:dispute|senior|executive)"),
+            p(r"\bdisputes?\b[\s\S]{0,100}\b(?:resolv|settle|referred|submitted|brought|courts?)\b"),
             p(r"\b(?:state|federal|competent)\s+courts?\b"),
             p(r"\bjury\s+trial\b"),
         ],
@@ -166,7 +166,7 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         patterns: &[
             p(r"\bconfidential\s+information\b"),
             p(r"\bkeep\s+(?:\w+\s+){0,4}(?:confidential|secret)"),
-            p(r"\b(?:hold|treat|maintain)\w*\s+[^.]{0,60}\b(?:confidence|confidential)"),
+            p(r"\b(?:hold|treat|maintain)\w*\s+[\s\S]{0,60}\b(?:confidence|confidential)"),
             p(r"\bnon-?disclosure\b"),
             p(r"\b(?:shall|will)\s+not\s+(?:\w+\s+){0,3}disclose\b"),
         ],
@@ -177,11 +177,11 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         patterns: &[
             p(r"\bnon-?compet\w*"),
             p_unless(
-                r"\b(?:shall|will|may)\s+not\b[^.]{0,120}\b(?:compete|competitive|competing|engage\s+in\s+(?:any\s+)?(?:business|activit))",
+                r"\b(?:shall|will|may)\s+not\b[\s\S]{0,120}\b(?:compete|competitive|competing|engage\s+in\s+(?:any\s+)?(?:business|activit))",
                 r"anti-?competitive",
             ),
             p(
-                r"\bnot\s+(?:to\s+)?(?:directly\s+or\s+indirectly\s+)?(?:compete|engage|carry\s+on|be\s+(?:engaged|concerned|interested))\b[^.]{0,100}\b(?:compet|similar|business)",
+                r"\bnot\s+(?:to\s+)?(?:directly\s+or\s+indirectly\s+)?(?:compete|engage|carry\s+on|be\s+(?:engaged|concerned|interested))\b[\s\S]{0,100}\b(?:compet|similar|business)",
             ),
             p(r"\b(?:sell|market|distribute|promote|offer)\w*\s+(?:any\s+)?(?:competing|competitive)\s+products?"),
         ],
@@ -190,13 +190,13 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         clause: ClauseType::NonSolicit,
         heading: r"solicit",
         patterns: &[
-            p(r"\b(?:not|no|neither|nor|refrain\s+from|prohibited\s+from)\b[^.]{0,120}\bsolicit(?:s|ed|ing|ation)?\b"),
+            p(r"\b(?:not|no|neither|nor|refrain\s+from|prohibited\s+from)\b[\s\S]{0,120}\bsolicit(?:s|ed|ing|ation)?\b"),
             p(r"\bnon-?solicit"),
             p_unless(
-                r"\b(?:not|nor|refrain\s+from)\b[^.]{0,60}\b(?:hire|employ|engage|recruit|entice|induce|offer\s+(?:of\s+)?employment)\b[^.]{0,100}\b(?:employees?|personnel|staff|customers?|clients?)\b",
+                r"\b(?:not|nor|refrain\s+from)\b[\s\S]{0,60}\b(?:hire|employ|engage|recruit|entice|induce|offer\s+(?:of\s+)?employment)\b[\s\S]{0,100}\b(?:employees?|personnel|staff|customers?|clients?)\b",
                 r"debar|convicted|excluded|sanction",
             ),
-            p(r"\b(?:not|nor)\b[^.]{0,60}\b(?:make|extend)\s+(?:an\s+)?offer\s+of\s+employment"),
+            p(r"\b(?:not|nor)\b[\s\S]{0,60}\b(?:make|extend)\s+(?:an\s+)?offer\s+of\s+employment"),
         ],
     },
     ClauseRule {
@@ -204,11 +204,11 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         heading: r"assignment|successors\s+and\s+assigns|transfer\s+of\s+(?:this\s+)?agreement|subletting",
         patterns: &[
             p_unless(
-                r"\bassign(?:ment|ed|s)?\b[^.]{0,80}\b(?:this\s+agreement|this\s+lease|its\s+rights|any\s+(?:of\s+(?:its|their)\s+)?rights|(?:its|their)\s+obligations|(?:this|the)\s+contract)",
+                r"\bassign(?:ment|ed|s)?\b[\s\S]{0,80}\b(?:this\s+agreement|this\s+lease|its\s+rights|any\s+(?:of\s+(?:its|their)\s+)?rights|(?:its|their)\s+obligations|(?:this|the)\s+contract)",
                 r"invention|intellectual\s+property|work\s+product|deliverables|copyright|title\s+and\s+interest|patent",
             ),
             p(
-                r"\b(?:agreement|lease|rights|obligations)\b[^.]{0,80}\b(?:may|shall|will|cannot)\s+not\s+be\s+(?:assigned|transferred)|\b(?:agreement|lease|rights|obligations)\b[^.]{0,80}\bcannot\s+be\s+(?:assigned|transferred)",
+                r"\b(?:agreement|lease|rights|obligations)\b[\s\S]{0,80}\b(?:may|shall|will|cannot)\s+not\s+be\s+(?:assigned|transferred)|\b(?:agreement|lease|rights|obligations)\b[\s\S]{0,80}\bcannot\s+be\s+(?:assigned|transferred)",
             ),
             p(r"\b(?:neither|no)\s+party\s+(?:may|shall)\s+assign"),
             p(r"\bsub-?let"),
@@ -220,7 +220,7 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         patterns: &[
             p(r"\bchange\s+(?:of|in)\s+(?:the\s+)?control\b"),
             p(
-                r"\b(?:merger|acquisition|consolidation|reorgani[sz]ation)\b[^.]{0,100}\b(?:deemed|constitute)\w*\s+(?:to\s+be\s+)?an?\s+assignment",
+                r"\b(?:merger|acquisition|consolidation|reorgani[sz]ation)\b[\s\S]{0,100}\b(?:deemed|constitute)\w*\s+(?:to\s+be\s+)?an?\s+assignment",
             ),
             p(r"\b(?:acqui\w+|transfer\w*)\s+(?:of\s+)?(?:more\s+than\s+)?(?:fifty|50)\s*(?:percent|%|\(50%\))"),
             p(r"\bcontrolling\s+interest\b"),
@@ -233,12 +233,12 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
             p(r"\binvoic(?:e|ed|es|ing)\b"),
             p_unless(r"\bpayable\b", r"liabilit"),
             p_unless(
-                r"\b(?:fees?|rent|salary|price|charges?|compensation|royalt\w+)\b[^.]{0,80}\b(?:due|payable|paid|pay)\b",
+                r"\b(?:fees?|rent|salary|price|charges?|compensation|royalt\w+)\b[\s\S]{0,80}\b(?:due|payable|paid|pay)\b",
                 r"liabilit|exceed",
             ),
             p(r"\bnet\s+\d+\b"),
             p(r"\blate\s+(?:payment|charge|fee)s?\b"),
-            p(r"\binterest\s+(?:at|of)\b[^.]{0,40}(?:per\s+(?:month|annum)|%)"),
+            p(r"\binterest\s+(?:at|of)\b[\s\S]{0,40}(?:per\s+(?:month|annum)|%)"),
             p(r"\b(?:base\s+)?salary\s+(?:of|at)\b"),
             p(r"\b(?:shall|will|agrees?\s+to)\s+pay\b"),
         ],
@@ -252,7 +252,7 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
                 r"warrants?\s+(?:to\s+)?(?:purchase|for\s+shares)|search\s+warrant",
             ),
             p(r"\bas\s+is\b"),
-            p(r"\bdisclaim\w*[^.]{0,80}\b(?:warrant|implied|conditions)"),
+            p(r"\bdisclaim\w*[\s\S]{0,80}\b(?:warrant|implied|conditions)"),
             p(r"\bmerchantab"),
             p(r"\bfitness\s+for\s+a\s+particular"),
         ],
@@ -262,17 +262,17 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         heading: r"intellectual\s+property|inventions|work\s+product|proprietary\s+rights|ownership",
         patterns: &[
             p(
-                r"\bintellectual\s+property\b[^.]{0,120}\b(?:own|owned|owner|ownership|vest|vests|belong|belongs|retain|retains|title|remains?\s+the\s+(?:sole\s+|exclusive\s+)?property)\b",
+                r"\bintellectual\s+property\b[\s\S]{0,120}\b(?:own|owned|owner|ownership|vest|vests|belong|belongs|retain|retains|title|remains?\s+the\s+(?:sole\s+|exclusive\s+)?property)\b",
             ),
             p(
-                r"\b(?:own|owns|ownership|vest|vests|retain|retains|title\s+to)\b[^.]{0,120}\b(?:intellectual\s+property|work\s+product|deliverables|inventions|copyrights?|patents?|materials)\b",
+                r"\b(?:own|owns|ownership|vest|vests|retain|retains|title\s+to)\b[\s\S]{0,120}\b(?:intellectual\s+property|work\s+product|deliverables|inventions|copyrights?|patents?|materials)\b",
             ),
             p(r"\bworks?\s+made\s+for\s+hire\b"),
             p(
-                r"\bhereby\s+(?:irrevocably\s+)?assigns?\b[^.]{0,120}\b(?:right,\s+title|inventions|intellectual|copyright|work\s+product|deliverables)",
+                r"\bhereby\s+(?:irrevocably\s+)?assigns?\b[\s\S]{0,120}\b(?:right,\s+title|inventions|intellectual|copyright|work\s+product|deliverables)",
             ),
             p(
-                r"\b(?:all|any)\s+right,\s+title\s+and\s+interest\b[^.]{0,120}\b(?:intellectual|software|work\s+product|deliverables|inventions|materials|technology|documentation|copyright|patent)",
+                r"\b(?:all|any)\s+right,\s+title\s+and\s+interest\b[\s\S]{0,120}\b(?:intellectual|software|work\s+product|deliverables|inventions|materials|technology|documentation|copyright|patent)",
             ),
         ],
     },
@@ -281,10 +281,10 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         heading: r"licen[cs]e\s+grant|grant\s+of\s+licen[cs]e",
         patterns: &[
             p_unless(
-                r"\bgrants?\b[^.]{0,120}\blicen[cs]e",
+                r"\bgrants?\b[\s\S]{0,120}\blicen[cs]e",
                 r"business\s+licen|driver|permits?\s+and\s+licen|office\s+space|premises|parking",
             ),
-            p(r"\bgrants?\b[^.]{0,80}\bright\b[^.]{0,60}\bto\s+(?:access|use)\b"),
+            p(r"\bgrants?\b[\s\S]{0,80}\bright\b[\s\S]{0,60}\bto\s+(?:access|use)\b"),
             p_unless(
                 r"\blicen[cs]e[sd]?\s+to\s+(?:use|access|reproduce|distribute|sell|make|copy|display|install)",
                 r"office\s+space|premises|parking",
@@ -308,15 +308,15 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         heading: r"\baudit|inspection|books\s+and\s+records",
         patterns: &[
             p_unless(
-                r"\b(?:right|entitled|may|permit\w*|allow\w*|access|shall\s+(?:have|be\s+subject))\b[^.]{0,80}\baudit\w*",
+                r"\b(?:right|entitled|may|permit\w*|allow\w*|access|shall\s+(?:have|be\s+subject))\b[\s\S]{0,80}\baudit\w*",
                 r"audited\s+financial|audit\s+committee|auditors?'?\s+(?:report|opinion)",
             ),
             p_unless(
-                r"\baudit\w*\b[^.]{0,80}\b(?:books|records|accounts|facilities|premises|operations|compliance)\b",
+                r"\baudit\w*\b[\s\S]{0,80}\b(?:books|records|accounts|facilities|premises|operations|compliance)\b",
                 r"audited\s+financial|audit\s+committee|auditors?'?\s+(?:report|opinion)",
             ),
-            p(r"\binspect(?:ion)?\b[^.]{0,80}\b(?:books|records|accounts|documentation|use\s+of)"),
-            p(r"\b(?:books|records|accounts)\b[^.]{0,80}\b(?:examin\w*|inspect\w*|audit\w*|access)\b"),
+            p(r"\binspect(?:ion)?\b[\s\S]{0,80}\b(?:books|records|accounts|documentation|use\s+of)"),
+            p(r"\b(?:books|records|accounts)\b[\s\S]{0,80}\b(?:examin\w*|inspect\w*|audit\w*|access)\b"),
         ],
     },
     ClauseRule {
@@ -324,11 +324,11 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         heading: r"exclusivity|exclusive\s+(?:dealing|supply|supplier|distribut\w*|rights?|appointment|territory|reseller|agency)",
         patterns: &[
             p_unless(
-                r"\bexclusive(?:ly)?\b[^.]{0,80}\b(?:suppl|purchas|buy|distribut|resell|reseller|territory|provider|dealer|agent|source|requirements|market|sell|licen[cs]e)",
+                r"\bexclusive(?:ly)?\b[\s\S]{0,80}\b(?:suppl|purchas|buy|distribut|resell|reseller|territory|provider|dealer|agent|source|requirements|market|sell|licen[cs]e)",
                 r"non-?exclusive|exclusive\s+(?:jurisdiction|venue|remed)|exclusive\s+of\s+(?:vat|tax)|exclusive\s+(?:owner|property)|remed",
             ),
             p_unless(
-                r"\b(?:suppl\w*|purchas\w*|buy\w*|distribut\w*|resell\w*|territory|requirements)\b[^.]{0,80}\bexclusive(?:ly)?\b",
+                r"\b(?:suppl\w*|purchas\w*|buy\w*|distribut\w*|resell\w*|territory|requirements)\b[\s\S]{0,80}\bexclusive(?:ly)?\b",
                 r"non-?exclusive|exclusive\s+(?:jurisdiction|venue|remed)|exclusive\s+of\s+(?:vat|tax)|exclusive\s+(?:owner|property)|remed",
             ),
             p(r"\bexclusivity\b"),
@@ -337,7 +337,7 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
                 r"exclusive\s+right\s+to\s+(?:terminate|seek|control\s+the\s+defen)",
             ),
             p(
-                r"\bshall\s+not\b[^.]{0,80}\b(?:appoint|engage|purchase\s+from|buy\s+from)\s+(?:any\s+)?(?:other|another|third)",
+                r"\bshall\s+not\b[\s\S]{0,80}\b(?:appoint|engage|purchase\s+from|buy\s+from)\s+(?:any\s+)?(?:other|another|third)",
             ),
         ],
     },
@@ -346,11 +346,11 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         heading: r"insurance",
         patterns: &[
             p_unless(
-                r"\b(?:maintain|carry|procure|obtain|keep|take\s+out)\b[^.]{0,80}\binsurance\b",
+                r"\b(?:maintain|carry|procure|obtain|keep|take\s+out)\b[\s\S]{0,80}\binsurance\b",
                 r"health|medical|dental|life\s+insurance|benefit",
             ),
             p_unless(
-                r"\binsurance\b[^.]{0,80}\b(?:coverage|cover|polic(?:y|ies)|limits?|not\s+less\s+than|in\s+an\s+amount|minimum)",
+                r"\binsurance\b[\s\S]{0,80}\b(?:coverage|cover|polic(?:y|ies)|limits?|not\s+less\s+than|in\s+an\s+amount|minimum)",
                 r"health|medical|dental|life\s+insurance|benefit",
             ),
             p(r"\b(?:certificates?\s+of\s+insurance|additional(?:ly)?\s+insured|named\s+insured)"),
@@ -362,7 +362,7 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         patterns: &[
             p(r"\b(?:option|right)\s+to\s+(?:renew|extend)"),
             p_unless(
-                r"\b(?:renew|extend)\w*\b[^.]{0,100}\bfor\s+(?:\w+\s+|\(\d+\)\s+){0,4}(?:additional|successive|further|consecutive|renewal)\b",
+                r"\b(?:renew|extend)\w*\b[\s\S]{0,100}\bfor\s+(?:\w+\s+|\(\d+\)\s+){0,4}(?:additional|successive|further|consecutive|renewal)\b",
                 r"\bnot\s+(?:be\s+)?(?:automatically\s+)?(?:renew|extend)",
             ),
             p(r"\brenewal\s+(?:terms?|periods?)\b"),
@@ -374,22 +374,22 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         clause: ClauseType::UncappedLiability,
         heading: "",
         patterns: &[
-            p(r"\b(?:limitations?|limits?|caps?|exclusions?)\b[^.]{0,150}\b(?:shall|will|do|does)\s+not\s+apply\s+to"),
-            p(r"\b(?:does|do|shall|will)\s+not\s+(?:limit|restrict)\b[^.]{0,100}\b(?:obligations?|liabilit\w*)\b"),
-            p(r"\bexcept\b[^.]{0,200}\b(?:neither|no)\b[^.]{0,40}\bliabilit\w*[^.]{0,100}\bexceed"),
+            p(r"\b(?:limitations?|limits?|caps?|exclusions?)\b[\s\S]{0,150}\b(?:shall|will|do|does)\s+not\s+apply\s+to"),
+            p(r"\b(?:does|do|shall|will)\s+not\s+(?:limit|restrict)\b[\s\S]{0,100}\b(?:obligations?|liabilit\w*)\b"),
+            p(r"\bexcept\b[\s\S]{0,200}\b(?:neither|no)\b[\s\S]{0,40}\bliabilit\w*[\s\S]{0,100}\bexceed"),
             p(
-                r"\bunlimited\s+liabilit|liabilit\w*[^.]{0,100}\b(?:unlimited|shall\s+not\s+be\s+limited|without\s+(?:any\s+)?limits?\b)",
+                r"\bunlimited\s+liabilit|liabilit\w*[\s\S]{0,100}\b(?:unlimited|shall\s+not\s+be\s+limited|without\s+(?:any\s+)?limits?\b)",
             ),
-            p(r"\b(?:neither|nothing|no)\b[^.]{0,60}\b(?:excludes?|limits?|restricts?)\b[^.]{0,30}\bliabilit"),
+            p(r"\b(?:neither|nothing|no)\b[\s\S]{0,60}\b(?:excludes?|limits?|restricts?)\b[\s\S]{0,30}\bliabilit"),
             p_unless(
-                r"\bexcept\b[^.]{0,150}\b(?:indemnif\w*|confidential\w*|gross\s+negligence|wil(?:l)?ful\s+misconduct|fraud)\b[^.]{0,200}\bliab",
+                r"\bexcept\b[\s\S]{0,150}\b(?:indemnif\w*|confidential\w*|gross\s+negligence|wil(?:l)?ful\s+misconduct|fraud)\b[\s\S]{0,200}\bliab",
                 r"\bshall\s+(?:defend|indemnify)|\bhold\s+(?:\w+\s+){0,6}harmless|\bindemnify\s+and",
             ),
             p_unless(
-                r"\bliab\w*[^.]{0,200}\b(?:except|other\s+than|excluding)\b[^.]{0,150}\b(?:indemnif\w*|confidential\w*|gross\s+negligence|wil(?:l)?ful\s+misconduct|fraud)",
+                r"\bliab\w*[\s\S]{0,200}\b(?:except|other\s+than|excluding)\b[\s\S]{0,150}\b(?:indemnif\w*|confidential\w*|gross\s+negligence|wil(?:l)?ful\s+misconduct|fraud)",
                 r"\bshall\s+(?:defend|indemnify)|\bhold\s+(?:\w+\s+){0,6}harmless|\bindemnify\s+and",
             ),
-            p(r"\bliabilit\w*\b[^.]{0,150}\bremains?\s+unaffected"),
+            p(r"\bliabilit\w*\b[\s\S]{0,150}\bremains?\s+unaffected"),
         ],
     },
     ClauseRule {
@@ -413,12 +413,12 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         heading: r"effects?\s+of\s+(?:termination|expiration)|transition|wind[-\s]?down|consequences\s+of\s+termination",
         patterns: &[
             p(
-                r"\b(?:after|following|upon|on)\s+(?:the\s+|any\s+|such\s+)?(?:early\s+)?(?:termination|expiration|expiry)\b[^.]{0,150}\b(?:shall|will)\s+(?:continue\s+to\s+|promptly\s+|then\s+)?(?:provide|supply|support|deliver|sell|perform|make\b[^.]{0,40}\bavailable|assist|cooperate|pay|purchase|fill|honou?r)\b",
+                r"\b(?:after|following|upon|on)\s+(?:the\s+|any\s+|such\s+)?(?:early\s+)?(?:termination|expiration|expiry)\b[\s\S]{0,150}\b(?:shall|will)\s+(?:continue\s+to\s+|promptly\s+|then\s+)?(?:provide|supply|support|deliver|sell|perform|make\b[\s\S]{0,40}\bavailable|assist|cooperate|pay|purchase|fill|honou?r)\b",
             ),
             p(r"\btransition\w*\s+(?:services|assistance|period)"),
             p(r"\bwind[-\s]?down\b|\bsell[-\s]?off\b|\blast[-\s]time\s+buy"),
             p(
-                r"\bcontinues?\s+to\s+(?:provide|supply|perform|support|sell)\b[^.]{0,100}\b(?:after|following)\s+(?:the\s+)?(?:termination|expiration|expiry)",
+                r"\bcontinues?\s+to\s+(?:provide|supply|perform|support|sell)\b[\s\S]{0,100}\b(?:after|following)\s+(?:the\s+)?(?:termination|expiration|expiry)",
             ),
         ],
     },
@@ -431,7 +431,7 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
                 r"(?:percent|%)\s*(?:\)\s*)?of\s+(?:all\s+|the\s+|such\s+)?(?:net\s+|gross\s+)?(?:sales|revenues?|receipts|profits?|proceeds|income|billings)",
             ),
             p(r"\brevenue\s+shar|\bprofit\s+shar|\bshare\s+of\s+(?:the\s+)?(?:net\s+|gross\s+)?(?:revenues?|profits?)"),
-            p(r"\bcommissions?\b[^.]{0,80}\b(?:on|of)\s+(?:all\s+)?(?:net\s+|gross\s+)?(?:sales|revenues?|orders)"),
+            p(r"\bcommissions?\b[\s\S]{0,80}\b(?:on|of)\s+(?:all\s+)?(?:net\s+|gross\s+)?(?:sales|revenues?|orders)"),
         ],
     },
     ClauseRule {
@@ -439,7 +439,7 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         heading: r"warranty\s+period",
         patterns: &[
             p(
-                r"\bwarrant\w*\b[^.]{0,150}\b(?:for\s+(?:a\s+)?(?:period\s+of\s+)?|within\s+)(?:\d{1,4}|one|two|three|four|five|six|twelve|eighteen|twenty-four|thirty|sixty|ninety)\s*(?:\(\d+\)\s*)?(?:days?|months?|years?)",
+                r"\bwarrant\w*\b[\s\S]{0,150}\b(?:for\s+(?:a\s+)?(?:period\s+of\s+)?|within\s+)(?:\d{1,4}|one|two|three|four|five|six|twelve|eighteen|twenty-four|thirty|sixty|ninety)\s*(?:\(\d+\)\s*)?(?:days?|months?|years?)",
             ),
             p(r"\bwarranty\s+period\b"),
             p(

@@ -160,10 +160,15 @@ static NUMBERED: LazyLock<Regex> =
 fn sections(text: &str) -> Vec<Section> {
     let mut starts: Vec<(usize, String, String)> = Vec::new();
     let mut offset = 0;
+    let mut previous = "";
     for line in text.split_inclusive('\n') {
-        if let Some((number, heading)) = heading(line.trim()) {
+        let trimmed = line.trim();
+        // PDF text wraps sentences at any word: "as set forth in\nSection 4.2 ..." goes on.
+        let wrapped = continues(previous) && !trimmed.starts_with('#');
+        if let Some((number, heading)) = heading(trimmed).filter(|_| !wrapped) {
             starts.push((offset, number, heading));
         }
+        previous = trimmed;
         offset += line.len();
     }
     let mut sections = Vec::new();
@@ -188,6 +193,12 @@ fn sections(text: &str) -> Vec<Section> {
         });
     }
     sections
+}
+
+/// Whether a line runs on into the next one (ends mid-sentence: a comma or a lowercase
+/// word), so that the next line cannot start a heading.
+fn continues(line: &str) -> bool {
+    line.trim_end().ends_with(|c: char| c == ',' || c.is_lowercase())
 }
 
 /// A heading line's number and heading text, or `None` when the line is body text.
@@ -274,7 +285,7 @@ pub(crate) fn sentences(text: &str) -> Vec<(usize, usize)> {
                 || line.starts_with("- ")
                 || line.starts_with("* ");
             let heading_line = heading(line.lines().next().unwrap_or_default()).is_some();
-            (blank || (list_item && !runs_on) || (heading_line && !list_item)).then_some(i + 1)
+            (blank || (list_item && !runs_on) || (heading_line && !list_item && !continues(before))).then_some(i + 1)
         } else {
             None
         };
