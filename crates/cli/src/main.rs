@@ -30,7 +30,8 @@ use uuid::Uuid;
 ///
 /// Without --database-url, runs live in an in-memory store and are gone when the command
 /// ends; with it, every run, event and checkpoint is kept in PostgreSQL, and an analysis
-/// stopped by Ctrl-C (or a crash) resumes from its checkpoints on the next `analyze`.
+/// stopped by Ctrl-C (or a crash) resumes from its checkpoints when `analyze` is given
+/// the same contracts again.
 #[derive(Debug, Parser)]
 #[command(name = "graphloop", version, propagate_version = true)]
 struct Cli {
@@ -93,13 +94,20 @@ enum Command {
     /// Each PATH is a contract file (taken whatever its extension) or a directory, searched
     /// recursively for .txt, .md and .markdown files (hidden files and directories are
     /// skipped). Files that are missing, unreadable, empty, binary or larger than the
-    /// limit are reported as rejected; the others still run. With --database-url,
-    /// unfinished runs of --user left by an earlier, interrupted `analyze` are resumed
-    /// from their checkpoints first and reported as "resumed".
+    /// limit are reported as rejected; the others still run. The --out directory is
+    /// never searched.
     ///
-    /// Exit status: 0 if every contract completed, 1 if any failed or was rejected,
-    /// 130 after Ctrl-C (runs stop at their next step boundary; reports already written
-    /// are kept).
+    /// With --database-url, an unfinished run of --user (left by an interrupted or
+    /// crashed `analyze`) is resumed from its last checkpoint, and reported as "resumed",
+    /// when this command is given the same contract again: the same file name and the
+    /// same text. Other unfinished runs are left alone (another `analyze` may be running
+    /// them); if --user has any, one line on stderr counts them.
+    ///
+    /// Exit status: 0 if every contract completed, 1 if any failed or was rejected (or
+    /// the engine did not shut down cleanly), 130 after Ctrl-C. Ctrl-C lets running
+    /// steps reach their checkpoint (at most --shutdown-timeout), writes the reports of
+    /// the contracts that completed meanwhile, and prints the summary; a second Ctrl-C
+    /// prints the summary so far and exits at once. Reports already written are kept.
     Analyze(AnalyzeArgs),
 
     /// Inspect the runs kept in PostgreSQL (needs --database-url)
@@ -133,6 +141,11 @@ struct AnalyzeArgs {
     /// Delay per model call, to emulate a hosted language model (200ms, 1.5s, 0)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     model_latency: Option<Duration>,
+
+    /// After Ctrl-C, how long running steps may go on to reach their checkpoint before
+    /// they are stopped at their last one
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    shutdown_timeout: Duration,
 }
 
 #[derive(Debug, Subcommand)]
@@ -256,6 +269,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 concurrency: args.concurrency.map(usize::from),
                 json: args.json,
                 model_latency: args.model_latency,
+                shutdown_timeout: args.shutdown_timeout,
                 user: global.user.clone(),
                 store: global.store(),
             };
@@ -263,6 +277,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 analyze::Verdict::AllCompleted => ExitCode::SUCCESS,
                 analyze::Verdict::SomeFailed => ExitCode::from(EXIT_FAILED),
                 analyze::Verdict::Interrupted => ExitCode::from(EXIT_INTERRUPTED),
+                // A second Ctrl-C: returning would wait for the engine's threads and the
+                // reports being written; the summary so far is printed already.
+                analyze::Verdict::Abandoned => std::process::exit(i32::from(EXIT_INTERRUPTED)),
             })
         }
         Command::Runs(command) => {
@@ -291,7 +308,7 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `200ms`, `1.5s`, `2m`, `0`: a duration for --model-latency.
+/// `200ms`, `1.5s`, `2m`, `1h`, `0`: a duration for --model-latency and --shutdown-timeout.
 fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if text == "0" {
@@ -305,8 +322,9 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
         "ms" => value / 1e3,
         "s" => value,
         "m" | "min" => value * 60.0,
-        "" => return Err(format!("`{text}` needs a unit: ms, s or m (examples: 200ms, 1.5s)")),
-        other => return Err(format!("unknown unit `{other}` in `{text}`: use us, ms, s or m")),
+        "h" => value * 3600.0,
+        "" => return Err(format!("`{text}` needs a unit: ms, s, m or h (examples: 200ms, 1.5s)")),
+        other => return Err(format!("unknown unit `{other}` in `{text}`: use us, ms, s, m or h")),
     };
     Duration::try_from_secs_f64(seconds).map_err(|_| format!("`{text}` is out of range"))
 }
@@ -339,10 +357,11 @@ mod tests {
         assert_eq!(parse_duration("200ms"), Ok(Duration::from_millis(200)));
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
         assert_eq!(parse_duration("250us"), Ok(Duration::from_micros(250)));
         assert!(parse_duration("200").unwrap_err().contains("needs a unit"));
         assert!(parse_duration("fast").unwrap_err().contains("not a duration"));
-        assert!(parse_duration("3h").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("3d").unwrap_err().contains("unknown unit"));
         assert!(parse_duration("-1s").is_err());
     }
 

@@ -2,6 +2,8 @@
 //! progress bars of `analyze` (on stderr).
 
 use std::io::Write as _;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use graphloop_core::{EventKind, RunEvent};
@@ -179,7 +181,12 @@ impl Progress {
     /// A contract's bar: shown at once in a small batch, from its first event in a large one.
     pub(crate) fn contract(&self, name: &str) -> ContractBar {
         let bar = ProgressBar::hidden().with_style(self.style.clone()).with_prefix(name.to_owned());
-        let mut contract = ContractBar { bar, multi: self.multi.clone(), shown: false, keep: self.keep_finished };
+        let contract = ContractBar {
+            bar,
+            multi: self.multi.clone(),
+            shown: Arc::new(AtomicBool::new(false)),
+            keep: self.keep_finished,
+        };
         if self.keep_finished {
             contract.bar.set_message("queued");
             contract.show();
@@ -204,25 +211,27 @@ impl Progress {
     }
 }
 
-/// The bar of one contract's run.
+/// The bar of one contract's run. Its clones are the same bar: the follower of the run
+/// shows its events, and the batch finishes it once the contract's outcome is known.
+#[derive(Clone)]
 pub(crate) struct ContractBar {
+    /// A handle on the bar's shared state: `MultiProgress::add` draws it in place.
     bar: ProgressBar,
     multi: MultiProgress,
-    shown: bool,
+    shown: Arc<AtomicBool>,
     keep: bool,
 }
 
 impl ContractBar {
-    fn show(&mut self) {
-        if !self.shown {
-            self.bar = self.multi.add(self.bar.clone());
+    fn show(&self) {
+        if !self.shown.swap(true, Ordering::Relaxed) {
+            let _ = self.multi.add(self.bar.clone());
             self.bar.set_length(100);
-            self.shown = true;
         }
     }
 
     /// Shows what an event says: progress, and the step's tasks or the node's message.
-    pub(crate) fn event(&mut self, event: &RunEvent) {
+    pub(crate) fn event(&self, event: &RunEvent) {
         self.show();
         self.bar.set_position(event.percent.clamp(0.0, 100.0).round() as u64);
         match &event.kind {
@@ -238,13 +247,13 @@ impl ContractBar {
     }
 
     /// The contract is done: its bar keeps `status` in a small batch, disappears otherwise.
-    pub(crate) fn finish(mut self, status: &str) {
+    pub(crate) fn finish(self, status: &str) {
         if self.keep {
             self.show();
             self.bar.finish_with_message(status.to_owned());
         } else {
             self.bar.finish_and_clear();
-            if self.shown {
+            if self.shown.load(Ordering::Relaxed) {
                 self.multi.remove(&self.bar);
             }
         }

@@ -86,7 +86,10 @@ fn only_good_contracts_exit_zero_with_a_table_and_totals() {
         assert!(header.contains(column), "{header}");
     }
     for name in &samples {
-        let line = stdout.lines().find(|l| l.starts_with(name.as_str())).unwrap_or_else(|| panic!("{name}:\n{stdout}"));
+        let line = stdout
+            .lines()
+            .find(|l| l.split_whitespace().next() == Some(name.as_str()))
+            .unwrap_or_else(|| panic!("{name}:\n{stdout}"));
         assert!(line.contains("completed"), "{line}");
         let stem = Path::new(name).file_stem().unwrap().to_string_lossy().into_owned();
         assert!(out.join(format!("{stem}.json")).is_file() && out.join(format!("{stem}.md")).is_file(), "{stem}");
@@ -121,4 +124,66 @@ fn contracts_with_the_same_name_get_reports_of_their_own() {
     let expected = [out.join(format!("{stem}.json")), out.join(format!("{stem}-2.json"))];
     assert_eq!(reports, expected.iter().map(|p| p.to_str().unwrap()).collect::<Vec<_>>());
     assert!(expected.iter().all(|p| p.is_file() && p.with_extension("md").is_file()));
+}
+
+#[test]
+fn reports_written_inside_the_input_directory_are_not_analysed_as_contracts() {
+    let scratch = Scratch::new();
+    let input = scratch.path("contracts");
+    let samples = copy_samples(&input);
+    // Given as a path of its own, not as the searched one: only a comparison of
+    // canonical paths tells them apart.
+    let out = input.join("reports");
+    let out_alias = input.join(".").join("reports");
+
+    for (round, out) in [&out, &out_alias].into_iter().enumerate() {
+        let output =
+            run(graphloop(["analyze".as_ref(), input.as_os_str(), "--out".as_ref(), out.as_os_str()]).arg("--json"));
+        assert_eq!(output.status.code(), Some(0), "round {round}: {}", describe(&output));
+        let summary = json_of(&output);
+        assert_eq!(summary["total"], samples.len(), "round {round}: {summary:#}");
+        assert_eq!(summary["completed"], samples.len(), "round {round}: {summary:#}");
+    }
+    // The reports of the first round were there to be found in the second.
+    let reports = std::fs::read_dir(&out).unwrap().filter(|e| e.as_ref().unwrap().path().is_file()).count();
+    assert_eq!(reports, 2 * samples.len());
+}
+
+#[test]
+fn a_report_that_cannot_be_written_fails_its_contract_and_leaves_no_json_without_its_markdown() {
+    let scratch = Scratch::new();
+    let input = scratch.path("contracts");
+    let samples = copy_samples(&input);
+    let out = scratch.path("reports");
+    let blocked = &samples[0];
+    let stem = Path::new(blocked).file_stem().unwrap().to_string_lossy().into_owned();
+    // The temporary file of its JSON report cannot be created: a directory has its name.
+    let in_the_way = out.join(format!("{stem}.json.tmp"));
+    std::fs::create_dir_all(&in_the_way).unwrap();
+
+    let output =
+        run(graphloop(["analyze".as_ref(), input.as_os_str(), "--out".as_ref(), out.as_os_str()]).arg("--json"));
+
+    assert_eq!(output.status.code(), Some(1), "{}", describe(&output));
+    let summary = json_of(&output);
+    let failed = entry(&summary, blocked);
+    assert_eq!(failed["status"], "failed", "{failed:#}");
+    let error = failed["error"].as_str().unwrap_or_default();
+    assert!(error.contains(&format!("{stem}.json.tmp")), "the reason should name the file: {failed:#}");
+    assert!(failed["report"].is_null(), "{failed:#}");
+    assert_eq!((summary["completed"].as_u64(), summary["failed"].as_u64()), (Some(samples.len() as u64 - 1), Some(1)));
+    for name in &samples[1..] {
+        assert_reported(&summary, name, &out);
+    }
+    assert!(!out.join(format!("{stem}.json")).exists() && !out.join(format!("{stem}.md")).exists());
+    for file in std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()) {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        if file == in_the_way {
+            continue;
+        }
+        assert!(!name.ends_with(".tmp"), "temporary file left: {name}");
+        if name.ends_with(".json") {
+            assert!(file.with_extension("md").is_file(), "{name} without its Markdown");
+        }
+    }
 }

@@ -190,7 +190,9 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         clause: ClauseType::NonSolicit,
         heading: r"solicit",
         patterns: &[
-            p(r"\b(?:not|no|neither|nor|refrain\s+from|prohibited\s+from)\b[\s\S]{0,120}\bsolicit(?:s|ed|ing|ation)?\b"),
+            p(
+                r"\b(?:not|no|neither|nor|refrain\s+from|prohibited\s+from)\b[\s\S]{0,120}\bsolicit(?:s|ed|ing|ation)?\b",
+            ),
             p(r"\bnon-?solicit"),
             p_unless(
                 r"\b(?:not|nor|refrain\s+from)\b[\s\S]{0,60}\b(?:hire|employ|engage|recruit|entice|induce|offer\s+(?:of\s+)?employment)\b[\s\S]{0,100}\b(?:employees?|personnel|staff|customers?|clients?)\b",
@@ -374,7 +376,9 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         clause: ClauseType::UncappedLiability,
         heading: "",
         patterns: &[
-            p(r"\b(?:limitations?|limits?|caps?|exclusions?)\b[\s\S]{0,150}\b(?:shall|will|do|does)\s+not\s+apply\s+to"),
+            p(
+                r"\b(?:limitations?|limits?|caps?|exclusions?)\b[\s\S]{0,150}\b(?:shall|will|do|does)\s+not\s+apply\s+to",
+            ),
             p(r"\b(?:does|do|shall|will)\s+not\s+(?:limit|restrict)\b[\s\S]{0,100}\b(?:obligations?|liabilit\w*)\b"),
             p(r"\bexcept\b[\s\S]{0,200}\b(?:neither|no)\b[\s\S]{0,40}\bliabilit\w*[\s\S]{0,100}\bexceed"),
             p(
