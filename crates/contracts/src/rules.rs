@@ -56,7 +56,7 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         heading: r"convenience",
         patterns: &[
             p_unless(
-                r"\b(?:may|right\s+to|entitled\s+to|can)\b[\s\S]{0,60}\bterminat\w*[\s\S]{0,200}\b(?:for\s+(?:its\s+)?convenience|without\s+(?:cause|reason)|for\s+any\s+(?:reason|or\s+no\s+reason)|with\s+or\s+without\s+cause)",
+                r"\b(?:may|right\s+to|entitled\s+to|can)\b[\s\S]{0,60}\bterminat\w*[\s\S]{0,300}\b(?:for\s+(?:its\s+)?convenience|without\s+(?:cause|reason)|for\s+any\s+(?:reason|or\s+no\s+reason)|with\s+or\s+without\s+cause)",
                 r"\b(?:is|are|be|been)\s+terminated\s+for\s+any\s+reason",
             ),
             p(
@@ -76,6 +76,7 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
                 r"\bmay\s+terminat\w*\b[\s\S]{0,100}\b(?:on|upon|by\s+giving|giving|with|by|after)\b[\s\S]{0,50}\bdays?'?\s*(?:\([^)]*\)\s*)?(?:prior\s+|advance\s+)?(?:written\s+)?notice",
                 r"breach|default|insolv|bankrupt|\bcured?\b|fails?\s+to|does\s+not|violat|winding|receiver|for\s+cause|non-?renewal|not\s+to\s+renew|\bif\b|in\s+the\s+event",
             ),
+            p(r"\b(?:upon|on|with|by\s+giving|after)\b[\s\S]{0,80}\bnotice\b[\s\S]{0,60}\bfor\s+any\s+reason\b"),
         ],
     },
     ClauseRule {
