@@ -6,7 +6,12 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use graphloop_contracts::cuad::{self, Counts};
+use graphloop_contracts::cuad::{self, AnswerScores, Counts};
+
+#[derive(serde::Deserialize)]
+struct Answers {
+    answers: BTreeMap<String, String>,
+}
 use graphloop_contracts::{contract_graph, ContractState, RuleModel};
 use graphloop_core::Executor;
 
@@ -15,12 +20,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let verbose = std::env::args().any(|a| a == "-v");
     let labels: BTreeMap<String, BTreeMap<String, Vec<String>>> =
         serde_json::from_str(&std::fs::read_to_string(dir.join("labels.json"))?)?;
-    let answers: BTreeMap<String, serde_json::Value> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("answers.json"))?)?;
+    let answers: BTreeMap<String, Answers> = serde_json::from_str(&std::fs::read_to_string(dir.join("answers.json"))?)?;
     let graph = contract_graph(Arc::new(RuleModel))?;
     let rt = tokio::runtime::Builder::new_current_thread().enable_time().build()?;
     let mut counts: BTreeMap<&'static str, Counts> = BTreeMap::new();
-    let (mut law_hits, mut law_total) = (0, 0);
+    let mut extraction = AnswerScores::default();
     let started = Instant::now();
     for (file, labelled) in &labels {
         let text = std::fs::read_to_string(dir.join(file))?;
@@ -39,14 +43,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         cuad::score(&predicted, labelled, &mut counts);
-        let want_law = answers[file]["answers"]["Governing Law"].as_str().unwrap_or_default();
-        if !want_law.is_empty() {
-            law_total += 1;
-            let got = done.facts.as_ref().and_then(|f| f.governing_law.clone()).unwrap_or_default();
-            if cuad::normalise_jurisdiction(&got) == cuad::normalise_jurisdiction(want_law) {
-                law_hits += 1;
-            } else if verbose {
-                println!("{file:.30} governing law: want {want_law}, got {got}");
+        if let Some(answers) = answers.get(file) {
+            cuad::score_answers(&done, &answers.answers, &mut extraction);
+            if verbose {
+                let want = answers.answers.get("Governing Law").cloned().unwrap_or_default();
+                let got = done.facts.as_ref().and_then(|f| f.governing_law.clone()).unwrap_or_default();
+                println!("{file:.30} law {want:?}/{got:?} parties {:?}", done.document.as_ref().map(|d| &d.parties));
             }
         }
     }
@@ -67,9 +69,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     println!(
-        "\nmacro-F1 {:.3}; governing law jurisdiction {law_hits}/{law_total}; {:.0} ms per contract",
+        "\nmacro-F1 {:.3}; {:.0} ms per contract",
         cuad::macro_f1(&counts),
         elapsed.as_secs_f64() * 1e3 / labels.len() as f64
+    );
+    let rate = |h: cuad::Hits| format!("{}/{}", h.hits, h.total);
+    println!(
+        "governing law {}, agreement date {}, effective date {}, expiration date {}, parties found {} expected {}",
+        rate(extraction.governing_law),
+        rate(extraction.agreement_date),
+        rate(extraction.effective_date),
+        rate(extraction.expiration_date),
+        rate(extraction.parties_found),
+        rate(extraction.parties_expected)
     );
     Ok(())
 }

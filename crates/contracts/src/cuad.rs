@@ -252,6 +252,97 @@ pub fn normalise_date(text: &str) -> Option<String> {
     ((1..=12).contains(&month) && (1..=31).contains(&day)).then(|| format!("{year:04}-{month:02}-{day:02}"))
 }
 
+/// Hits against CUAD's answers (`answers.json`) for the extracted facts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AnswerScores {
+    /// Governing-law jurisdiction: exact after [`normalise_jurisdiction`].
+    pub governing_law: Hits,
+    /// Agreement date against the analyser's effective date.
+    pub agreement_date: Hits,
+    /// Effective date.
+    pub effective_date: Hits,
+    /// Expiration date.
+    pub expiration_date: Hits,
+    /// Parties found that are among the answer's (precision).
+    pub parties_found: Hits,
+    /// Answer parties that were found (recall).
+    pub parties_expected: Hits,
+}
+
+/// Matches out of the answers that have a value.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hits {
+    /// Exact matches.
+    pub hits: u32,
+    /// Answers with a usable value.
+    pub total: u32,
+}
+
+impl Hits {
+    fn add(&mut self, hit: bool) {
+        self.total += 1;
+        self.hits += u32::from(hit);
+    }
+
+    /// hits / total, or `None` when there was nothing to score.
+    pub fn rate(&self) -> Option<f64> {
+        ratio(self.hits, self.total)
+    }
+}
+
+/// A party's name normalised for comparison: its defined nickname dropped, lowercase,
+/// punctuation and corporate suffixes' dots removed.
+pub fn normalise_party(name: &str) -> String {
+    let name = name.split(['(', '"', '\u{201c}']).next().unwrap_or_default();
+    let kept: String =
+        name.chars().map(|c| if c.is_alphanumeric() || c == '&' { c.to_ascii_lowercase() } else { ' ' }).collect();
+    kept.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The parties of a CUAD answer ("A Inc. ("A"); B LLC ("B"); individually as "Party" ..."),
+/// normalised; entries that only define collective terms are dropped.
+pub fn answer_parties(answer: &str) -> Vec<String> {
+    answer
+        .split(';')
+        .filter(|entry| {
+            let lower = entry.to_lowercase();
+            !(lower.contains("collectively") || lower.contains("individually") || lower.contains("referred to"))
+        })
+        .map(normalise_party)
+        .filter(|name| name.chars().any(char::is_alphabetic))
+        .collect()
+}
+
+/// Adds one contract's extracted facts, scored against its CUAD answers, to `scores`.
+pub fn score_answers(state: &ContractState, answers: &BTreeMap<String, String>, scores: &mut AnswerScores) {
+    let facts = state.facts.clone().unwrap_or_default();
+    let answer = |name: &str| answers.get(name).map(String::as_str).unwrap_or_default().trim();
+    if !answer("Governing Law").is_empty() {
+        let got = facts.governing_law.as_deref().map(normalise_jurisdiction);
+        scores.governing_law.add(got == Some(normalise_jurisdiction(answer("Governing Law"))));
+    }
+    for (name, hits, got) in [
+        ("Agreement Date", &mut scores.agreement_date, &facts.effective_date),
+        ("Effective Date", &mut scores.effective_date, &facts.effective_date),
+        ("Expiration Date", &mut scores.expiration_date, &facts.expiration_date),
+    ] {
+        if let Some(want) = normalise_date(answer(name)) {
+            hits.add(got.as_deref() == Some(want.as_str()));
+        }
+    }
+    let want = answer_parties(answer("Parties"));
+    if !want.is_empty() {
+        let found: Vec<String> =
+            state.document.as_ref().map(|d| d.parties.iter().map(|p| normalise_party(p)).collect()).unwrap_or_default();
+        for party in &found {
+            scores.parties_found.add(want.contains(party));
+        }
+        for party in &want {
+            scores.parties_expected.add(found.contains(party));
+        }
+    }
+}
+
 /// The categories covered, by name.
 pub fn category_names() -> BTreeSet<&'static str> {
     CATEGORIES.iter().map(|(name, _)| *name).collect()
@@ -289,6 +380,14 @@ mod tests {
         assert_eq!(counts["Audit Rights"].false_negatives, 1);
         assert_eq!(counts["Exclusivity"].f1(), 1.0);
         assert_eq!(counts["Insurance"].f1(), 0.0);
+    }
+
+    #[test]
+    fn parties_normalise() {
+        let answer =
+            "Antares Pharma, Inc. (\"Antares\"); AMAG Pharmaceuticals, Inc. (\"AMAG\"); individually as \"Party\"";
+        assert_eq!(answer_parties(answer), ["antares pharma inc", "amag pharmaceuticals inc"]);
+        assert_eq!(normalise_party("Antares Pharma, Inc."), "antares pharma inc");
     }
 
     #[test]

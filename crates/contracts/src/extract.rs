@@ -28,9 +28,17 @@ pub(crate) fn facts(doc: &Document) -> Facts {
             amounts.push(found);
         }
     }
+    let effective = effective_date(&doc.text, &sentences);
+    let term = sentences.iter().find_map(|s| term_months(s));
+    let expiration = sentences
+        .iter()
+        .filter(|s| EXPIRES.is_match(s))
+        .find_map(|s| dates(s).into_iter().find(|d| Some(d) != effective.as_ref()))
+        .or_else(|| add_months(effective.as_deref()?, term?));
     Facts {
-        effective_date: effective_date(&doc.text, &sentences),
-        term_months: sentences.iter().find_map(|s| term_months(s)),
+        effective_date: effective,
+        term_months: term,
+        expiration_date: expiration,
         auto_renewal: !renewal.is_empty(),
         renewal_notice_days,
         termination_notice_days,
@@ -38,6 +46,27 @@ pub(crate) fn facts(doc: &Document) -> Facts {
         liability_cap,
         amounts,
     }
+}
+
+static EXPIRES: LazyLock<Regex> = LazyLock::new(|| {
+    compile(r"\b(?:expir\w*|terminat\w*|end|continue\w*|remain\w*\s+in\s+(?:full\s+)?(?:force|effect))\s+(?:on|until|through)\b")
+        .unwrap_or_else(|_| never())
+});
+
+/// `iso` (YYYY-MM-DD) plus `months`, the day clamped to the month's length.
+fn add_months(iso: &str, months: u32) -> Option<String> {
+    let mut parts = iso.split('-').map(|p| p.parse::<u32>().ok());
+    let (year, month, day) = (parts.next()??, parts.next()??, parts.next()??);
+    let total = year * 12 + (month - 1) + months;
+    let (year, month) = (total / 12, total % 12 + 1);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let length = match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    };
+    Some(format!("{year:04}-{month:02}-{:02}", day.min(length)))
 }
 
 static CAP_WORDS: LazyLock<Regex> =
@@ -294,7 +323,18 @@ fn jurisdiction(sentence: &str) -> Option<String> {
             let caps = LAW_GOVERNS.captures(sentence)?;
             Some(caps.get(1)?.as_str().to_owned())
         })
+        .or_else(|| {
+            // "the laws, other than choice of law rules, of the state of Florida"
+            let caps = STATE_OF.captures(sentence)?;
+            Some(caps.get(1)?.as_str().trim_end_matches('.').to_owned())
+        })
 }
+
+static STATE_OF: LazyLock<Regex> = LazyLock::new(|| {
+    regex_or_never(
+        r"(?i:\b(?:state|commonwealth|province|republic|kingdom)\s+of\s+)([A-Z][A-Za-z.-]+(?:\s+[A-Z][A-Za-z.-]+){0,2})",
+    )
+});
 
 static LAW_GOVERNS: LazyLock<Regex> = LazyLock::new(|| {
     regex_or_never(r"\b([A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)\s+(?i:law)\s+(?i:(?:shall\s+|will\s+)?governs?)\b")
@@ -309,6 +349,13 @@ mod tests {
         let got = periods("thirty (30) days' notice, a 12-month term, two years and ninety days");
         let want = [(30, Unit::Day), (12, Unit::Month), (2, Unit::Year), (90, Unit::Day)];
         assert_eq!(got, want.map(|(count, unit)| Period { count, unit }));
+    }
+
+    #[test]
+    fn months_are_added_to_dates() {
+        assert_eq!(add_months("1998-06-01", 12).as_deref(), Some("1999-06-01"));
+        assert_eq!(add_months("2025-01-31", 1).as_deref(), Some("2025-02-28"));
+        assert_eq!(add_months("2023-11-15", 3).as_deref(), Some("2024-02-15"));
     }
 
     #[test]
@@ -335,6 +382,7 @@ mod tests {
             ("The laws of the Federal Republic of Germany apply.", "Germany"),
             ("construed under the laws of the Province of Ontario and the federal laws of Canada", "Ontario"),
             ("Texas law governs this Agreement.", "Texas"),
+            ("governed by the laws, other than choice of law rules, of the state of Florida.", "Florida"),
         ] {
             assert_eq!(jurisdiction(sentence).as_deref(), Some(want), "{sentence}");
         }

@@ -111,6 +111,7 @@ pub fn to_markdown(report: &Report) -> String {
     let _ = writeln!(out, "| term | value |\n|---|---|");
     let _ = writeln!(out, "| effective date | {} |", facts.effective_date.clone().unwrap_or_else(none));
     let _ = writeln!(out, "| initial term | {} |", facts.term_months.map_or_else(none, |m| format!("{m} months")));
+    let _ = writeln!(out, "| expires | {} |", facts.expiration_date.clone().unwrap_or_else(none));
     let renewal = match (facts.auto_renewal, facts.renewal_notice_days) {
         (false, _) => "no".to_owned(),
         (true, Some(days)) => format!("automatic, {days} days' notice to stop"),

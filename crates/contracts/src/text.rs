@@ -140,13 +140,23 @@ fn party_name(s: &str) -> String {
     let s = s.strip_prefix("(1)").or_else(|| s.strip_prefix("(2)")).unwrap_or(s).trim_start();
     let end = PARTY_END.find(s).map_or(s.len().min(120), |m| m.start());
     let name = s[..end].trim().trim_end_matches(',').trim_matches('"').trim();
+    // "between the At Home Corporation": the article is not part of the name (a capital
+    // "The", as in "The University of ...", is).
+    let name = name.strip_prefix("the ").unwrap_or(name);
     truncate_chars(name, 120)
 }
 
 fn looks_like_name(name: &str) -> bool {
     let words = name.split_whitespace().count();
-    (1..=10).contains(&words) && name.chars().next().is_some_and(|c| c.is_uppercase() || c.is_ascii_digit())
+    let first = name.split_whitespace().next().unwrap_or_default().to_lowercase();
+    (1..=10).contains(&words)
+        && name.chars().next().is_some_and(|c| c.is_uppercase() || c.is_ascii_digit())
+        && !NOT_A_PARTY.contains(&first.trim_matches(|c: char| !c.is_alphanumeric()))
 }
+
+/// Words that open the text after a preamble, not a party's name.
+const NOT_A_PARTY: [&str; 10] =
+    ["recitals", "whereas", "witnesseth", "background", "definitions", "now", "article", "section", "preamble", "in"];
 
 static MD_HEADING: LazyLock<Regex> = LazyLock::new(|| regex_or_never(r"^#{1,6}\s+(.*)$"));
 static KEYWORD_HEADING: LazyLock<Regex> = LazyLock::new(|| {

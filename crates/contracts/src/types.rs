@@ -292,6 +292,10 @@ pub struct Facts {
     pub liability_cap: Option<Money>,
     /// Every distinct monetary amount, in order of first appearance.
     pub amounts: Vec<Money>,
+    /// When the initial term ends, ISO 8601: a date the contract names, or the effective
+    /// date plus the initial term.
+    #[serde(default)]
+    pub expiration_date: Option<String>,
 }
 
 /// How serious a risk is.
