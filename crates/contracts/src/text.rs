@@ -1,6 +1,7 @@
 //! Ingestion: normalising contract text, finding its title, kind and parties, and
 //! splitting it into sections and sentences (with byte offsets into the normalised text).
 
+use std::collections::HashMap;
 use std::sync::LazyLock;
 
 use regex::Regex;
@@ -33,26 +34,62 @@ pub(crate) fn normalise(raw: &str) -> String {
             c => folded.push(c),
         }
     }
-    let folded = folded.replace("\n\n\n", "\n\n").replace("**", "").replace("__", "");
+    let folded = folded.replace("**", "").replace("__", "");
+    let lines: Vec<String> = folded.split('\n').map(|l| collapse_spaces(l.trim_end())).collect();
+    // Running headers and footers of a PDF conversion: page numbers, "Source: ..."
+    // lines, and any short line repeated on three or more pages.
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for line in &lines {
+        *seen.entry(line.trim()).or_default() += 1;
+    }
+    let is_furniture = |line: &str| {
+        let t = line.trim();
+        !t.is_empty() && (PAGE_FURNITURE.is_match(t) || (seen.get(t).copied().unwrap_or(0) >= 3 && t.len() <= 400))
+    };
     let mut out = String::with_capacity(folded.len());
     let mut blank_run = 0;
-    for line in folded.split('\n') {
-        let line = collapse_spaces(line.trim_end());
-        if line.trim().is_empty() {
-            blank_run += 1;
-            if blank_run > 1 || out.is_empty() {
-                continue;
-            }
-            out.push('\n');
+    let mut dropped = false;
+    for line in &lines {
+        if is_furniture(line) {
+            dropped = true;
             continue;
         }
-        blank_run = 0;
-        out.push_str(&line);
+        if line.trim().is_empty() {
+            blank_run += 1;
+            continue;
+        }
+        let body = out.trim_end();
+        // A page break inside a sentence ("... the\n\n13\n\nmaterial respects ..."), or a
+        // word hyphenated across lines: join the pieces again.
+        let continues_here = !body.is_empty() && continues(body) && line.trim_start().starts_with(char::is_lowercase);
+        if body.ends_with(|c: char| c == '-')
+            && body[..body.len() - 1].ends_with(char::is_alphabetic)
+            && line.trim_start().starts_with(char::is_lowercase)
+            && blank_run == 0
+        {
+            out.truncate(body.len() - 1);
+            out.push_str(line.trim_start());
+        } else if dropped && continues_here {
+            out.truncate(body.len());
+            out.push('\n');
+            out.push_str(line);
+        } else {
+            if blank_run > 0 && !out.is_empty() {
+                out.truncate(body.len());
+                out.push_str("\n\n");
+            }
+            out.push_str(line);
+        }
         out.push('\n');
+        blank_run = 0;
+        dropped = false;
     }
     out.truncate(out.trim_end().len());
     out
 }
+
+static PAGE_FURNITURE: LazyLock<Regex> =
+    LazyLock::new(|| regex_or_never(r"^(?i:-?\s*\d{1,3}\s*-?|page\s+\d+(?:\s+of\s+\d+)?|\d+\s+of\s+\d+|source:\s.*)$"));
 
 fn collapse_spaces(line: &str) -> String {
     let indent = line.len() - line.trim_start().len();
@@ -352,6 +389,17 @@ mod tests {
     fn normalise_folds_quotes_dashes_and_spaces() {
         let text = normalise("\u{201c}Client\u{201d}\u{a0}\u{2014}  pays\r\n\r\n\r\n\r\n**Net** 30\t days.");
         assert_eq!(text, "\"Client\" - pays\n\nNet 30 days.");
+    }
+
+    #[test]
+    fn page_furniture_goes_and_broken_sentences_join() {
+        let raw = "1. Term. The warranty runs for a period of the\n\n13\n\nninety days after delivery, and is termi-\nnated on notice.\nSource: ACME CORP, 8-K, 1/1/2020\n\n\
+                   2. Law. Page 2 of 9\nPage 2 of 9\n\nCONFIDENTIAL\nCONFIDENTIAL\nCONFIDENTIAL\nThe law of Texas applies.";
+        assert_eq!(
+            normalise(raw),
+            "1. Term. The warranty runs for a period of the\nninety days after delivery, and is terminated on notice.\n\n\
+             2. Law. Page 2 of 9\n\nThe law of Texas applies."
+        );
     }
 
     #[test]
