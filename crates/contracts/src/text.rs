@@ -62,7 +62,7 @@ pub(crate) fn normalise(raw: &str) -> String {
         // A page break inside a sentence ("... the\n\n13\n\nmaterial respects ..."), or a
         // word hyphenated across lines: join the pieces again.
         let continues_here = !body.is_empty() && continues(body) && line.trim_start().starts_with(char::is_lowercase);
-        if body.ends_with(|c: char| c == '-')
+        if body.ends_with('-')
             && body[..body.len() - 1].ends_with(char::is_alphabetic)
             && line.trim_start().starts_with(char::is_lowercase)
             && blank_run == 0
