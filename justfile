@@ -35,6 +35,10 @@ score:
     cargo run --release --locked -p graphloop-contracts --example score_samples -- samples
     cargo run --release --locked -p graphloop-contracts --example score_samples -- samples/holdout
 
+# The contract analyser against expert labels (CUAD's format), e.g. `just eval ../shared/contracts-cuad`.
+eval dir:
+    cargo run --release --locked -p graphloop-cli -- eval {{dir}}
+
 # The main job: analyse the sample contracts (in memory unless DATABASE_URL is set).
 demo:
     cargo run -p graphloop-cli -- analyze samples
