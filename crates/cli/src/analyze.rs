@@ -7,22 +7,19 @@ use std::fs::{self, File};
 use std::hash::{DefaultHasher, Hasher as _};
 use std::io::{self, Read as _, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use graphloop_contracts::{
-    check_text, contract_graph, to_markdown, ContractState, LatencyModel, Model, Report, RuleModel, GRAPH_NAME,
-    MAX_CONTRACT_BYTES,
-};
+use graphloop_contracts::{check_text, to_markdown, ContractState, Report, GRAPH_NAME, MAX_CONTRACT_BYTES};
 use graphloop_core::{RunError, UserContext};
 use graphloop_postgres::PgStoreConfig;
-use graphloop_runtime::{Engine, EngineConfig, EngineError, RunRecord, RunStatus, StoreFactory, Streamed};
+use graphloop_runtime::{Engine, EngineError, RunRecord, RunStatus, Streamed};
 use serde_json::{json, Value};
 use tokio::sync::watch;
 use tokio::task::{JoinError, JoinSet};
 use uuid::Uuid;
 
+use crate::engine;
 use crate::render::{self, ContractBar, Progress, Table};
 
 /// File extensions searched for in directories.
@@ -171,30 +168,22 @@ pub(crate) async fn run(options: Options) -> anyhow::Result<Verdict> {
 
     let presses = listen_for_ctrl_c();
 
-    let model: Arc<dyn Model> = match options.model_latency {
-        Some(latency) => Arc::new(LatencyModel::new(Arc::new(RuleModel), latency)),
-        None => Arc::new(RuleModel),
-    };
-    // Admission must never refuse part of the batch: every run, new or resumed, is a row's.
-    let mut config = EngineConfig::new().queue_capacity(rows.len()).shutdown_timeout(options.shutdown_timeout);
-    if let Some(runs) = options.concurrency {
-        config = config.max_running(runs);
-    }
-    let store_name = options.store.as_ref().map(StoreFactory::describe);
-    if let Some(store) = options.store.clone() {
-        config = config.store(store);
-    }
-    let engine = Engine::start(config).await.with_context(|| match &store_name {
-        Some(store) => format!("cannot open the store {store}"),
-        None => "cannot start the engine".to_owned(),
-    })?;
+    let engine = engine::start(engine::Setup {
+        // Every run, new or resumed, is a row's.
+        runs: rows.len(),
+        concurrency: options.concurrency,
+        model_latency: options.model_latency,
+        shutdown_timeout: Some(options.shutdown_timeout),
+        store: options.store.clone(),
+    })
+    .await?;
 
     // Everything from here to the engine's shutdown gives way to a second Ctrl-C; the
     // rows then say what was known so far.
     let mut second = presses.clone();
     let work = async {
         let mut batch = Batch::new(engine.clone(), &options, &mut rows, presses);
-        let verdict = batch.run(model, started).await;
+        let verdict = batch.run(started).await;
         let mut problems = std::mem::take(&mut batch.problems);
         drop(batch);
         match engine.shutdown().await {
@@ -378,8 +367,7 @@ impl<'a> Batch<'a> {
         }
     }
 
-    async fn run(&mut self, model: Arc<dyn Model>, started: Instant) -> anyhow::Result<Verdict> {
-        self.engine.register(contract_graph(model).context("the contract-analysis graph does not compile")?)?;
+    async fn run(&mut self, started: Instant) -> anyhow::Result<Verdict> {
         // Nothing is resumed once Ctrl-C was pressed: it would only be stopped again.
         if self.options.store.is_some() && !self.is_interrupted() {
             self.adopt_unfinished().await?;
@@ -778,9 +766,10 @@ fn has_contract_extension(path: &Path) -> bool {
     path.extension().is_some_and(|ext| EXTENSIONS.iter().any(|e| ext.eq_ignore_ascii_case(e)))
 }
 
-/// A contract's text, or why it cannot be analysed. The size is checked before reading,
-/// and the read is bounded, so an enormous file is never read into memory.
-fn read_contract(path: &Path) -> Result<String, String> {
+/// A contract's text, or why it cannot be analysed (`eval` reads its contracts with it
+/// too). The size is checked before reading, and the read is bounded, so an enormous
+/// file is never read into memory.
+pub(crate) fn read_contract(path: &Path) -> Result<String, String> {
     let too_large = |bytes: u64| format!("the file is {bytes} bytes, more than the limit of {MAX_CONTRACT_BYTES}");
     let metadata = fs::metadata(path).map_err(|e| io_reason(&e))?;
     if metadata.is_dir() {

@@ -2,6 +2,8 @@
 //!
 //! - `graphloop analyze`: runs the contract-analysis workflow on the engine, one run per
 //!   contract, with live progress, and writes a JSON and a Markdown report per contract.
+//! - `graphloop eval`: runs the same workflow on contracts labelled in CUAD's format and
+//!   scores it against the labels: per-category counts, macro-F1, extraction hits, timing.
 //! - `graphloop runs list|show|events`: inspects the runs kept in PostgreSQL.
 //! - `graphloop graph show`: prints a workflow graph as Mermaid or Graphviz DOT.
 //!
@@ -12,6 +14,8 @@
 //! database), 2 for a usage error, 130 after Ctrl-C.
 
 mod analyze;
+mod engine;
+mod eval;
 mod render;
 mod runs;
 
@@ -110,6 +114,33 @@ enum Command {
     /// prints the summary so far and exits at once. Reports already written are kept.
     Analyze(AnalyzeArgs),
 
+    /// Score the contract analyser against expert labels in CUAD's format
+    ///
+    /// DIR holds labels.json, {file: {category: [labelled text spans]}} (an empty list: the
+    /// clause is absent), the contracts it names (paths relative to DIR), and optionally
+    /// answers.json, {file: {"answers": {category: value}}} (other keys are ignored).
+    ///
+    /// Every labelled contract is analysed as `analyze` analyses it: one run per contract
+    /// on the engine (--concurrency, --model-latency and --database-url as for analyze; no
+    /// reports are written). Each run's final state is then scored for the CUAD
+    /// categories graphloop covers: a category is predicted when the analyser finds it,
+    /// and labelled when its list of spans is not empty. The table has per category the
+    /// true and false positives, false negatives, precision, recall, F1 and the share of
+    /// true positives whose evidence overlaps a labelled span ("-" where undefined), then
+    /// the macro-F1 over the categories, then, with answers.json, the extraction: hits out
+    /// of the answers given for governing law, agreement, effective and expiration dates,
+    /// and the parties' precision and recall. Timing: the contracts run, the wall time from
+    /// the first run's start to the last run's end, that per contract, and the mean of the
+    /// runs' own durations. --json prints all of it as one JSON object instead.
+    ///
+    /// A labelled contract that is missing or unreadable, or whose run fails, is named on
+    /// stderr with the reason, and counts as finding nothing: its labelled categories are
+    /// false negatives and its answers misses. The others are still scored.
+    ///
+    /// Exit status: 0 if every labelled contract was analysed, 1 if one was not, or if
+    /// labels.json is missing or it or answers.json is not valid JSON.
+    Eval(EvalArgs),
+
     /// Inspect the runs kept in PostgreSQL (needs --database-url)
     #[command(subcommand)]
     Runs(RunsCommand),
@@ -146,6 +177,26 @@ struct AnalyzeArgs {
     /// they are stopped at their last one
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
     shutdown_timeout: Duration,
+}
+
+/// The options of `graphloop eval`.
+#[derive(Debug, Args)]
+struct EvalArgs {
+    /// The directory with labels.json, the contracts it names and, optionally, answers.json
+    #[arg(value_name = "DIR")]
+    dir: PathBuf,
+
+    /// Contracts analysed at once [default: the engine's, from the open-file limit]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    concurrency: Option<u16>,
+
+    /// Print one JSON object on stdout instead of the table
+    #[arg(long)]
+    json: bool,
+
+    /// Delay per model call, to emulate a hosted language model (200ms, 1.5s, 0)
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    model_latency: Option<Duration>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -281,6 +332,18 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
                 // reports being written; the summary so far is printed already.
                 analyze::Verdict::Abandoned => std::process::exit(i32::from(EXIT_INTERRUPTED)),
             })
+        }
+        Command::Eval(args) => {
+            let options = eval::Options {
+                dir: args.dir,
+                concurrency: args.concurrency.map(usize::from),
+                json: args.json,
+                model_latency: args.model_latency,
+                user: global.user.clone(),
+                store: global.store(),
+            };
+            let all_scored = eval::run(options).await?;
+            Ok(if all_scored { ExitCode::SUCCESS } else { ExitCode::from(EXIT_FAILED) })
         }
         Command::Runs(command) => {
             let store = global.store().ok_or_else(|| {
