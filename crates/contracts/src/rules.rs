@@ -421,6 +421,10 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
                 r"\b(?:after|following|upon|on)\s+(?:the\s+|any\s+|such\s+)?(?:early\s+)?(?:termination|expiration|expiry)\b[\s\S]{0,150}\b(?:shall|will)\s+(?:continue\s+to\s+|promptly\s+|then\s+)?(?:provide|supply|support|deliver|sell|perform|make\b[\s\S]{0,40}\bavailable|assist|cooperate|pay|purchase|fill|honou?r)\b",
             ),
             p(r"\btransition\w*\s+(?:services|assistance|period)"),
+            p_unless(
+                r"\bwithin\b[\s\S]{0,40}\b(?:days?|months?)\s+(?:after|following|of)\s+(?:the\s+|any\s+|such\s+)?(?:termination|expiration|expiry)",
+                r"compet|solicit|confidential|non-?disclos|destroy|return\s+(?:all|any)",
+            ),
             p(r"\bwind[-\s]?down\b|\bsell[-\s]?off\b|\blast[-\s]time\s+buy"),
             p(
                 r"\bcontinues?\s+to\s+(?:provide|supply|perform|support|sell)\b[\s\S]{0,100}\b(?:after|following)\s+(?:the\s+)?(?:termination|expiration|expiry)",
@@ -433,10 +437,11 @@ pub(crate) const CLAUSE_RULES: &[ClauseRule] = &[
         patterns: &[
             p_unless(r"\broyalt(?:y|ies)\b", r"royalty[-\s](?:free|bearing)"),
             p(
-                r"(?:percent|%)\s*(?:\)\s*)?of\s+(?:all\s+|the\s+|such\s+)?(?:net\s+|gross\s+)?(?:sales|revenues?|receipts|profits?|proceeds|income|billings)",
+                r"(?:percent|%)\s*(?:\)\s*)?of\s+(?:all\s+|the\s+|such\s+)?(?:aggregate\s+|total\s+)?(?:net\s+|gross\s+)?(?:dollar\s+)?(?:sales|revenues?|receipts|profits?|proceeds|income|billings|amounts?\s+(?:received|collected|paid))",
             ),
             p(r"\brevenue\s+shar|\bprofit\s+shar|\bshare\s+of\s+(?:the\s+)?(?:net\s+|gross\s+)?(?:revenues?|profits?)"),
             p(r"\bcommissions?\b[\s\S]{0,80}\b(?:on|of)\s+(?:all\s+)?(?:net\s+|gross\s+)?(?:sales|revenues?|orders)"),
+            p(r"\b(?:commissions?|discount|fee)\b[\s\S]{0,40}\bequal\s+to\b[\s\S]{0,40}(?:percent|%)"),
         ],
     },
     ClauseRule {
