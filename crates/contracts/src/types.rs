@@ -444,8 +444,11 @@ impl Report {
 
 /// The state of one contract-analysis run.
 ///
-/// Start a run with [`ContractState::new`]; the graph fills in the rest.
+/// Start a run with [`ContractState::new`]; the graph fills in the rest. As JSON, a run's
+/// input needs only `name` and `text` (`{"name": "nda.md", "text": "..."}`): the other
+/// fields default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct ContractState {
     /// The contract's name (its file name), carried into the report.
     pub name: String,
