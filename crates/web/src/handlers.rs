@@ -1,0 +1,240 @@
+//! The routes: each handler identifies the caller, checks the run is theirs, and makes
+//! one or two calls on the engine's handle.
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use graphloop_runtime::{Engine, RunQuery, RunSnapshot, RunStatus};
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::config::WebConfig;
+use crate::error::{json_error, path_error, query_error, WebError};
+use crate::identity::{identify, Caller};
+use crate::sse;
+use crate::view::{RunPage, RunView};
+
+/// The default page size of `GET /runs`.
+const DEFAULT_LIMIT: usize = 50;
+/// The largest page size of `GET /runs`.
+const MAX_LIMIT: usize = 500;
+
+/// What every handler reaches through `web::Data`.
+pub(crate) struct Shared {
+    pub(crate) engine: Engine,
+    pub(crate) config: WebConfig,
+}
+
+/// Registers the routes, each resource with its own copy of the state and the extractor
+/// settings: `ServiceConfig::app_data` would put them on the host's whole `App`,
+/// overriding its own `JsonConfig` for routes that are none of ours.
+pub(crate) fn mount(cfg: &mut web::ServiceConfig, engine: Engine, config: WebConfig) {
+    let limit = config.body_limit;
+    let shared = web::Data::new(Shared { engine, config });
+    let json = web::JsonConfig::default().limit(limit).error_handler(move |error, _req| json_error(error, limit));
+    let path = web::PathConfig::default().error_handler(path_error);
+    let query = web::QueryConfig::default().error_handler(query_error);
+    let resource = |at: &str| {
+        web::resource(at).app_data(shared.clone()).app_data(json.clone()).app_data(path.clone()).app_data(query.clone())
+    };
+    cfg.service(resource("/runs").route(web::post().to(start_run)).route(web::get().to(list_runs)))
+        .service(resource("/runs/{id}").route(web::get().to(get_run)))
+        .service(resource("/runs/{id}/events").route(web::get().to(sse::events)))
+        .service(resource("/runs/{id}/cancel").route(web::post().to(cancel_run)))
+        .service(resource("/runs/{id}/resume").route(web::post().to(resume_run)))
+        .service(resource("/health").route(web::get().to(health)));
+}
+
+/// The body of `POST /runs`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)] // a misspelt field (say `idempotencyKey`) must not be ignored
+struct StartRequest {
+    graph: String,
+    input: Value,
+    #[serde(default)]
+    idempotency_key: Option<String>,
+}
+
+/// The body of `POST /runs/{id}/resume`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResumeRequest {
+    answer: Value,
+}
+
+/// The query of `GET /runs`, as sent; checked by [`ListRequest::query`].
+#[derive(Deserialize)]
+struct ListRequest {
+    status: Option<String>,
+    graph: Option<String>,
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+impl ListRequest {
+    /// The store query for `user_id`, asking for one run more than the page holds, to
+    /// learn whether there is a next page.
+    fn query(self, user_id: String) -> Result<(RunQuery, usize), WebError> {
+        let status = self
+            .status
+            .map(|status| {
+                RunStatus::ALL.into_iter().find(|s| s.as_str() == status).ok_or_else(|| {
+                    let known: Vec<_> = RunStatus::ALL.iter().map(|s| s.as_str()).collect();
+                    WebError::BadRequest(format!("`status` must be one of {}, not `{status}`", known.join(", ")))
+                })
+            })
+            .transpose()?;
+        let before = self.before.map(|before| parse_run_id("before", &before)).transpose()?;
+        let limit = match self.limit {
+            None => DEFAULT_LIMIT,
+            Some(limit) => limit.parse::<usize>().ok().filter(|n| (1..=MAX_LIMIT).contains(n)).ok_or_else(|| {
+                WebError::BadRequest(format!("`limit` must be a whole number from 1 to {MAX_LIMIT}, not `{limit}`"))
+            })?,
+        };
+        let query = RunQuery { status, graph: self.graph, before, limit: limit + 1, ..RunQuery::for_user(user_id) };
+        Ok((query, limit))
+    }
+}
+
+/// A run id from the path or the query; `what` names where it came from.
+pub(crate) fn parse_run_id(what: &str, raw: &str) -> Result<Uuid, WebError> {
+    Uuid::parse_str(raw).map_err(|_| WebError::BadRequest(format!("`{what}` must be a run id (a UUID), not `{raw}`")))
+}
+
+/// The run `id`, if it is the caller's; another user's run is [`WebError::RunNotFound`],
+/// exactly as a missing one.
+pub(crate) async fn owned_run(shared: &Shared, caller: &Caller, id: Uuid) -> Result<RunSnapshot, WebError> {
+    let snapshot = shared.engine.status(id).await?;
+    if snapshot.run.user.user_id != caller.0.user_id {
+        return Err(WebError::RunNotFound(id));
+    }
+    Ok(snapshot)
+}
+
+/// `POST /runs`: starts a run; 201 with its view and its `Location`.
+async fn start_run(
+    caller: Caller,
+    shared: web::Data<Shared>,
+    req: HttpRequest,
+    body: web::Json<StartRequest>,
+) -> Result<HttpResponse, WebError> {
+    let StartRequest { graph, input, idempotency_key } = body.into_inner();
+    if idempotency_key.is_some() {
+        // To be made durable in the runtime (a key stored with the run, checked at
+        // admission); accepting it without that would promise what is not kept.
+        return Err(WebError::NotImplemented("idempotency keys are not supported yet"));
+    }
+    let user_id = caller.0.user_id.clone();
+    let id = shared.engine.start_run(&graph, &input, caller.0).await?;
+    tracing::debug!(%id, user = %user_id, %graph, "run started over HTTP");
+    let view = RunView::of_snapshot(shared.engine.status(id).await?);
+    // Relative to where the routes are mounted, whatever the host's prefix.
+    let location = format!("{}/{id}", req.path().trim_end_matches('/'));
+    Ok(HttpResponse::Created().insert_header((header::LOCATION, location)).json(view))
+}
+
+/// `GET /runs`: the caller's runs, newest first, a page at a time.
+async fn list_runs(
+    caller: Caller,
+    shared: web::Data<Shared>,
+    request: web::Query<ListRequest>,
+) -> Result<HttpResponse, WebError> {
+    let (query, limit) = request.into_inner().query(caller.0.user_id)?;
+    let mut runs = shared.engine.list_runs(query).await?;
+    let next = if runs.len() > limit {
+        runs.truncate(limit);
+        runs.last().map(|run| run.id)
+    } else {
+        None
+    };
+    Ok(HttpResponse::Ok().json(RunPage { runs: runs.into_iter().map(RunView::of_record).collect(), next }))
+}
+
+/// `GET /runs/{id}`.
+async fn get_run(caller: Caller, shared: web::Data<Shared>, id: web::Path<String>) -> Result<HttpResponse, WebError> {
+    let id = parse_run_id("id", &id)?;
+    let snapshot = owned_run(&shared, &caller, id).await?;
+    Ok(HttpResponse::Ok().json(RunView::of_snapshot(snapshot)))
+}
+
+/// `POST /runs/{id}/cancel`: 202 with the run as it stands (it ends `cancelled` soon
+/// after, if not already); 409 if it has ended.
+async fn cancel_run(
+    caller: Caller,
+    shared: web::Data<Shared>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, WebError> {
+    let id = parse_run_id("id", &id)?;
+    owned_run(&shared, &caller, id).await?;
+    shared.engine.cancel(id).await?;
+    tracing::debug!(%id, user = %caller.0.user_id, "run cancelled over HTTP");
+    let view = RunView::of_snapshot(shared.engine.status(id).await?);
+    Ok(HttpResponse::Accepted().json(view))
+}
+
+/// `POST /runs/{id}/resume`: answers a waiting run; 202 with the run; 409 if it is not
+/// waiting.
+async fn resume_run(
+    caller: Caller,
+    shared: web::Data<Shared>,
+    id: web::Path<String>,
+    body: web::Json<ResumeRequest>,
+) -> Result<HttpResponse, WebError> {
+    let id = parse_run_id("id", &id)?;
+    owned_run(&shared, &caller, id).await?;
+    shared.engine.resume(id, &body.answer).await?;
+    tracing::debug!(%id, user = %caller.0.user_id, "run resumed over HTTP");
+    let view = RunView::of_snapshot(shared.engine.status(id).await?);
+    Ok(HttpResponse::Accepted().json(view))
+}
+
+/// `GET /health`.
+///
+/// Provisional: always healthy while the server answers. It will report the runtime's
+/// HealthMonitor (loop lag, mailboxes, persister backlog, pool) once that exists.
+async fn health(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpResponse, WebError> {
+    if shared.config.health_requires_identity {
+        identify(&req)?;
+    }
+    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "healthy"})))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn list(status: Option<&str>, before: Option<&str>, limit: Option<&str>) -> Result<(RunQuery, usize), WebError> {
+        ListRequest {
+            status: status.map(Into::into),
+            graph: None,
+            before: before.map(Into::into),
+            limit: limit.map(Into::into),
+        }
+        .query("alice".into())
+    }
+
+    #[test]
+    fn a_listing_asks_the_store_for_one_run_more_than_the_page() {
+        let (query, limit) = list(Some("waiting"), None, Some("2")).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (query.user_id.as_str(), query.status, query.limit, limit),
+            ("alice", Some(RunStatus::Waiting), 3, 2)
+        );
+        let (query, limit) = list(None, None, None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((query.limit, limit), (DEFAULT_LIMIT + 1, DEFAULT_LIMIT));
+    }
+
+    #[test]
+    fn bad_listing_parameters_say_which_and_why() {
+        for (status, before, limit, needle) in [
+            (Some("done"), None, None, "`status` must be one of queued, running"),
+            (None, Some("nope"), None, "`before` must be a run id"),
+            (None, None, Some("0"), "`limit` must be a whole number from 1 to 500"),
+            (None, None, Some("501"), "not `501`"),
+            (None, None, Some("-1"), "not `-1`"),
+        ] {
+            let error = list(status, before, limit).map(drop).unwrap_err();
+            assert!(matches!(error, WebError::BadRequest(_)) && error.to_string().contains(needle), "{error}");
+        }
+    }
+}
