@@ -43,6 +43,11 @@ eval dir:
 demo:
     cargo run -p graphloop-cli -- analyze samples
 
+# The example service: the web routes and a live page over the contract workflow
+# (tokens from GRAPHLOOP_TOKENS, PostgreSQL from DATABASE_URL, else in memory).
+serve:
+    cargo run --example contract-service
+
 # Start the local PostgreSQL cluster if it is installed and not running.
 db-up:
     bash .ci/db-up
