@@ -65,7 +65,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     eprintln!("contract service on http://{bind}/");
     HttpServer::new(move || {
         App::new()
-            .route("/", web::get().to(|| async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) }))
+            .route(
+                "/",
+                web::get().to(|| async { HttpResponse::Ok().content_type("text/html; charset=utf-8").body(PAGE) }),
+            )
             .configure(routes(served.clone(), web.clone()))
     })
     .bind(&bind)?
