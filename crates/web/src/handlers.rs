@@ -42,7 +42,8 @@ pub(crate) fn mount(cfg: &mut web::ServiceConfig, engine: Engine, config: WebCon
         .service(resource("/runs/{id}/events").route(web::get().to(sse::events)))
         .service(resource("/runs/{id}/cancel").route(web::post().to(cancel_run)))
         .service(resource("/runs/{id}/resume").route(web::post().to(resume_run)))
-        .service(resource("/health").route(web::get().to(health)));
+        .service(resource("/health").route(web::get().to(health)))
+        .service(resource("/openapi.json").route(web::get().to(openapi_document)));
 }
 
 /// The body of `POST /runs`.
@@ -197,6 +198,11 @@ async fn health(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRespo
         identify(&req)?;
     }
     Ok(HttpResponse::Ok().json(serde_json::json!({"status": "healthy"})))
+}
+
+/// `GET /openapi.json`: the routes' OpenAPI document (public, like `/health`).
+async fn openapi_document() -> HttpResponse {
+    HttpResponse::Ok().json(crate::openapi())
 }
 
 #[cfg(test)]

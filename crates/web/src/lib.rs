@@ -15,7 +15,8 @@
 //!   any point (`Last-Event-ID` or `?from=`), then live ones until the run ends, with
 //!   in-node progress ticks in between.
 //! - `POST /runs/{id}/cancel` and `POST /runs/{id}/resume` control a run.
-//! - `GET /health` says the service is up.
+//! - `GET /health` says the service is up; `GET /openapi.json` is the routes' OpenAPI
+//!   document ([`openapi`]).
 //!
 //! A caller sees and controls only their own runs: another user's run answers 404, exactly
 //! like a run that does not exist. Every failure is a JSON body `{"error": kind,
@@ -67,6 +68,7 @@ mod config;
 mod error;
 mod handlers;
 mod identity;
+mod openapi;
 mod sse;
 mod time;
 mod view;
@@ -75,6 +77,7 @@ pub use config::WebConfig;
 pub use error::WebError;
 pub use graphloop_core::UserContext;
 pub use identity::{BearerTokens, Identity, IdentityError};
+pub use openapi::openapi;
 pub use view::{RunPage, RunView};
 
 use actix_web::web;
