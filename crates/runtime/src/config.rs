@@ -13,6 +13,7 @@ pub struct EngineConfig {
     pub(crate) admission: AdmissionConfig,
     pub(crate) restarts: RestartPolicy,
     pub(crate) persister: PersisterConfig,
+    pub(crate) health: HealthConfig,
     pub(crate) shutdown_timeout: Duration,
     pub(crate) finish_timeout: Duration,
 }
@@ -31,6 +32,7 @@ impl std::fmt::Debug for EngineConfig {
             .field("admission", &self.admission)
             .field("restarts", &self.restarts)
             .field("persister", &self.persister)
+            .field("health", &self.health)
             .field("shutdown_timeout", &self.shutdown_timeout)
             .field("finish_timeout", &self.finish_timeout)
             .finish()
@@ -46,6 +48,7 @@ impl EngineConfig {
             admission: AdmissionConfig::default(),
             restarts: RestartPolicy::default(),
             persister: PersisterConfig::default(),
+            health: HealthConfig::default(),
             shutdown_timeout: Duration::from_secs(30),
             finish_timeout: Duration::from_secs(30),
         }
@@ -99,6 +102,14 @@ impl EngineConfig {
     #[must_use]
     pub fn persister(mut self, persister: PersisterConfig) -> Self {
         self.persister = persister;
+        self
+    }
+
+    /// What the health monitor probes how often, and when it reports trouble (see
+    /// [`HealthConfig`]).
+    #[must_use]
+    pub fn health(mut self, health: HealthConfig) -> Self {
+        self.health = health;
         self
     }
 
@@ -315,6 +326,114 @@ impl PersisterConfig {
     pub fn retry(mut self, initial: Duration, max: Duration) -> Self {
         self.retry_initial = initial;
         self.retry_max = max.max(initial);
+        self
+    }
+}
+
+/// When the health monitor probes and what it reports (see `Engine::health`). Start
+/// from [`HealthConfig::new`] (the defaults below) and change what you need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthConfig {
+    pub(crate) interval: Duration,
+    pub(crate) slow_lag: Duration,
+    pub(crate) blocked_after: Duration,
+    pub(crate) stalled_after: Duration,
+    pub(crate) store_failures: u32,
+    pub(crate) store_stalled_after: Duration,
+    pub(crate) backlog_degraded: usize,
+    pub(crate) backlog_unhealthy: usize,
+    pub(crate) runs_listed: usize,
+}
+
+impl Default for HealthConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl HealthConfig {
+    /// The defaults: probe every 5 s; a run's loop lag over 250 ms is slow, no answer
+    /// within 2 s is blocked, no event or progress for 5 min is stalled; the store is
+    /// down after 3 failed writes in a row or a write not committed for 30 s; a backlog
+    /// of 10,000 rows is degraded, 50,000 unhealthy; the 5 worst runs are listed.
+    pub fn new() -> Self {
+        Self {
+            interval: Duration::from_secs(5),
+            slow_lag: Duration::from_millis(250),
+            blocked_after: Duration::from_secs(2),
+            stalled_after: Duration::from_secs(300),
+            store_failures: 3,
+            store_stalled_after: Duration::from_secs(30),
+            backlog_degraded: 10_000,
+            backlog_unhealthy: 50_000,
+            runs_listed: 5,
+        }
+    }
+
+    /// How often the monitor probes on its own (5 s; at least 1 ms). It logs each change
+    /// of status; `Engine::health` probes at once whatever this is.
+    #[must_use]
+    pub fn interval(mut self, interval: Duration) -> Self {
+        self.interval = interval.max(Duration::from_millis(1));
+        self
+    }
+
+    /// A run whose loop takes longer than this to answer a probe is slow: a node works
+    /// for long stretches without awaiting (250 ms). The engine is `Degraded`.
+    #[must_use]
+    pub fn slow_lag(mut self, lag: Duration) -> Self {
+        self.slow_lag = lag;
+        self
+    }
+
+    /// A run that does not answer a probe within this is blocked: a node holds its
+    /// thread (2 s). The engine is `Degraded`, naming the run. This also bounds every
+    /// probe, so a health check answers within about twice this, whatever is blocked.
+    #[must_use]
+    pub fn blocked_after(mut self, limit: Duration) -> Self {
+        self.blocked_after = limit;
+        self
+    }
+
+    /// A run that emitted nothing (no event, no progress tick) for longer than this,
+    /// while not waiting for the store, is stalled (5 min). The engine is `Degraded`,
+    /// naming the run. (The restart watchdog, `RestartPolicy::stall_timeout`, acts on
+    /// stalls; this only reports them.)
+    #[must_use]
+    pub fn stalled_after(mut self, limit: Duration) -> Self {
+        self.stalled_after = limit;
+        self
+    }
+
+    /// After this many failed writes in a row the store counts as down and the engine
+    /// is `Unhealthy` (3; at least 1). Fewer failures are `Degraded`.
+    #[must_use]
+    pub fn store_failures(mut self, failures: u32) -> Self {
+        self.store_failures = failures.max(1);
+        self
+    }
+
+    /// A write not committed after this long (failing and retried, or hanging) means
+    /// the store is down or far too slow: `Unhealthy` (30 s).
+    #[must_use]
+    pub fn store_stalled_after(mut self, limit: Duration) -> Self {
+        self.store_stalled_after = limit;
+        self
+    }
+
+    /// Rows waiting in the persister's buffer from which the engine is `Degraded`
+    /// (10,000) and `Unhealthy` (50,000).
+    #[must_use]
+    pub fn backlog(mut self, degraded: usize, unhealthy: usize) -> Self {
+        self.backlog_degraded = degraded;
+        self.backlog_unhealthy = unhealthy.max(degraded);
+        self
+    }
+
+    /// How many of the worst runs a report lists and names (5).
+    #[must_use]
+    pub fn runs_listed(mut self, runs: usize) -> Self {
+        self.runs_listed = runs;
         self
     }
 }

@@ -14,6 +14,7 @@ use uuid::Uuid;
 
 use crate::config::{Durability, EngineConfig};
 use crate::error::EngineError;
+use crate::health::{CheckHealth, Health, HealthMonitor};
 use crate::persister::{
     Flush, GetStats, ListRuns, ListUnfinished, PersisterStats, ProgressPersister, PruneNow, ReadEvents, ReadRun,
     ReadStorage, RecordEnd, Streamed, Subscribe,
@@ -97,6 +98,9 @@ impl RunOptions {
 struct Inner {
     supervisor: Addr<Supervisor>,
     persister: Addr<ProgressPersister>,
+    monitor: Addr<HealthMonitor>,
+    /// How long a health check may take before the monitor counts as unanswering.
+    health_timeout: Duration,
     graphs: RwLock<Registry>,
     durability: Durability,
     system: System,
@@ -135,8 +139,19 @@ impl Engine {
     /// arbiter). Fails if the store cannot be opened (database unreachable, migration
     /// failed).
     pub async fn start(config: EngineConfig) -> Result<Engine, EngineError> {
-        let EngineConfig { store, durability, admission, restarts, persister, shutdown_timeout, finish_timeout } =
-            config;
+        let EngineConfig {
+            store,
+            durability,
+            admission,
+            restarts,
+            persister,
+            health,
+            shutdown_timeout,
+            finish_timeout,
+        } = config;
+        // The monitor bounds each of its two rounds (actors' figures, then run probes) by
+        // `blocked_after`; past twice that and a margin, its own thread is blocked.
+        let health_timeout = health.blocked_after.saturating_mul(2).saturating_add(Duration::from_secs(1));
 
         let (reaper, arbiters, reaper_thread) =
             Reaper::start().map_err(|e| EngineError::Unavailable(format!("cannot start the reaper thread: {e}")))?;
@@ -154,7 +169,10 @@ impl Engine {
                         ProgressPersister::new(persister, store, ready_tx)
                     });
                     let supervisor = Supervisor::new(admission, persister.clone(), reaper, restarts).start();
-                    let _ = started_tx.send((System::current(), supervisor, persister));
+                    // On the System's own arbiter, never on a run's: a blocked run cannot
+                    // block its own diagnosis.
+                    let monitor = HealthMonitor::new(health, supervisor.clone(), persister.clone()).start();
+                    let _ = started_tx.send((System::current(), supervisor, persister, monitor));
                     persister_arbiter
                 });
                 if let Err(error) = system.run() {
@@ -164,12 +182,14 @@ impl Engine {
                 let _ = persister_arbiter.join();
             })
             .map_err(|e| EngineError::Unavailable(format!("cannot start the engine thread: {e}")))?;
-        let (system, supervisor, persister) =
+        let (system, supervisor, persister, monitor) =
             started_rx.await.map_err(|_| EngineError::Unavailable("the engine thread exited while starting".into()))?;
         let engine = Engine {
             inner: Arc::new(Inner {
                 supervisor,
                 persister,
+                monitor,
+                health_timeout,
                 graphs: RwLock::new(HashMap::new()),
                 durability,
                 system,
@@ -446,6 +466,23 @@ impl Engine {
         let supervisor = self.inner.supervisor.send(GetSupervisorStats).await?;
         let persister = self.inner.persister.send(GetStats).await?;
         Ok(EngineStats { supervisor, persister, arbiters: *self.inner.arbiters.borrow() })
+    }
+
+    /// Probes the engine now and reports its health: every live run's loop lag (a run
+    /// whose node blocks its thread is named), runs that emitted nothing for long, the
+    /// queue against its capacity, and the persister's backlog and store failures, with
+    /// reasons and recommendations (see [`HealthConfig`](crate::HealthConfig)).
+    ///
+    /// Answers within about twice `HealthConfig::blocked_after`, even with a run's thread
+    /// blocked or the database down; should the engine's own thread be blocked, the
+    /// report says so (`Unhealthy`). Fails only once the engine has shut down.
+    pub async fn health(&self) -> Result<Health, EngineError> {
+        let limit = self.inner.health_timeout;
+        match within(limit, self.inner.monitor.send(CheckHealth)).await {
+            Some(Ok(health)) => Ok(health),
+            Some(Err(error)) => Err(error.into()),
+            None => Ok(Health::unanswered(limit)),
+        }
     }
 
     /// Waits until at most `count` run arbiters are alive (their threads joined).

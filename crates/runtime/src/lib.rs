@@ -11,6 +11,8 @@
 //!   pool), on its own arbiter; group commit, per-run ordering, retries with backoff,
 //!   bounded buffer with backpressure, live fan-out to subscribers.
 //! - [`MemoryStore`]: the embedded default store.
+//! - `HealthMonitor`: probes every run's loop lag, the queue and the persister's store;
+//!   [`Engine::health`] answers a [`Health`] report with reasons and recommendations.
 //!
 //! The promise: no pool, connection or future ever crosses an event loop; only
 //! messages do. Nodes that do CPU-heavy or blocking work must move it to
@@ -26,15 +28,17 @@
 mod config;
 mod engine;
 mod error;
+mod health;
 mod memory;
 mod persister;
 mod run;
 mod store;
 mod supervisor;
 
-pub use config::{AdmissionConfig, Durability, EngineConfig, PersisterConfig, RestartPolicy};
+pub use config::{AdmissionConfig, Durability, EngineConfig, HealthConfig, PersisterConfig, RestartPolicy};
 pub use engine::{Engine, EngineStats, EventStream, RunOptions, ShutdownReport};
 pub use error::EngineError;
+pub use health::{Health, HealthStatus, RunHealth, StoreHealth};
 pub use memory::{MemoryStore, MemoryStoreFactory};
 pub use persister::{PersisterStats, ProgressPersister, Streamed};
 pub use run::RunSnapshot;

@@ -67,6 +67,14 @@ pub struct PersisterStats {
     pub last_error: Option<String>,
     /// Rows accepted but not yet written.
     pub buffered: usize,
+    /// Rows the buffer may hold before runs wait for room (`PersisterConfig::buffer_capacity`).
+    pub buffer_capacity: usize,
+    /// When the last write committed (`None`: nothing written yet).
+    pub last_write_at: Option<SystemTime>,
+    /// When the write now in flight was first attempted (`None`: no write in flight).
+    /// With the store down, it stays the same across retries: the time rows have been
+    /// waiting for the store.
+    pub writing_since: Option<SystemTime>,
     /// Live subscribers.
     pub subscribers: usize,
     /// Runs waiting for room in a full buffer (backpressure at work).
@@ -279,7 +287,11 @@ impl ProgressPersister {
         factory: Box<dyn StoreFactory>,
         ready: oneshot::Sender<Result<(), StoreError>>,
     ) -> Self {
-        let stats = PersisterStats { store: factory.describe(), ..PersisterStats::default() };
+        let stats = PersisterStats {
+            store: factory.describe(),
+            buffer_capacity: config.buffer_capacity,
+            ..PersisterStats::default()
+        };
         let retry_delay = config.retry_initial;
         Self {
             config,
@@ -329,6 +341,7 @@ impl ProgressPersister {
         }
         let batch = Rc::new(self.pending.take());
         self.in_flight = Some(batch.len());
+        self.stats.writing_since = Some(SystemTime::now());
         let upto = self.accepted;
         self.write(batch, upto, ctx);
     }
@@ -359,6 +372,8 @@ impl ProgressPersister {
 
     fn written(&mut self, batch: &Batch, upto: u64, latency: Duration, ctx: &mut Context<Self>) {
         self.in_flight = None;
+        self.stats.writing_since = None;
+        self.stats.last_write_at = Some(SystemTime::now());
         self.durable = upto;
         self.retry_delay = self.config.retry_initial;
         self.stats.events_written += batch.events.len() as u64;

@@ -56,6 +56,12 @@ pub(crate) struct Drain;
 #[rtype(result = "()")]
 pub(crate) struct InjectPanic;
 
+/// A health probe: answered at once, so the time to the answer is the run's loop lag
+/// (how long a message waits before the run's thread gets to it).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub(crate) struct Probe;
+
 /// Starts the next step.
 #[derive(Message)]
 #[rtype(result = "()")]
@@ -77,6 +83,7 @@ pub(crate) struct RunControl {
     pub(crate) cancel: Recipient<CancelRun>,
     pub(crate) drain: Recipient<Drain>,
     pub(crate) inject_panic: Recipient<InjectPanic>,
+    pub(crate) probe: Recipient<Probe>,
 }
 
 /// Everything a run's actor starts from.
@@ -124,6 +131,11 @@ impl Activity {
     /// merely waiting for the store.
     pub(crate) fn stalled(&self, limit: Duration) -> bool {
         !self.waiting.load(std::sync::atomic::Ordering::Relaxed) && self.idle() > limit
+    }
+
+    /// Whether the actor is held at a commit point, waiting for the store.
+    pub(crate) fn waiting(&self) -> bool {
+        self.waiting.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// How long since the last sign of life.
@@ -189,7 +201,8 @@ impl<S: State> ErasedGraph for Graph<S> {
             snapshot: addr.clone().recipient(),
             cancel: addr.clone().recipient(),
             drain: addr.clone().recipient(),
-            inject_panic: addr.recipient(),
+            inject_panic: addr.clone().recipient(),
+            probe: addr.recipient(),
         }
     }
 }
@@ -694,6 +707,12 @@ impl<S: State> Handler<Drain> for AnalysisActor<S> {
         // The step in flight finishes and commits; `advance` then interrupts the run.
         self.draining = true;
     }
+}
+
+impl<S: State> Handler<Probe> for AnalysisActor<S> {
+    type Result = ();
+
+    fn handle(&mut self, _: Probe, _ctx: &mut Context<Self>) {}
 }
 
 impl<S: State> Handler<InjectPanic> for AnalysisActor<S> {

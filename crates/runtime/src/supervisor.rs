@@ -12,7 +12,7 @@ use crate::config::{AdmissionConfig, RestartPolicy};
 use crate::error::EngineError;
 use crate::persister::{Fence, InsertRun, ProgressPersister, ReadResumePoint, RecordEnd, ResumePoint, UpdateRun};
 use crate::run::{
-    Activity, CancelRun, Drain, ErasedGraph, GetSnapshot, InjectPanic, Resume, RunControl, RunSnapshot, RunSpec,
+    Activity, CancelRun, Drain, ErasedGraph, GetSnapshot, InjectPanic, Probe, Resume, RunControl, RunSnapshot, RunSpec,
 };
 use crate::store::{RunRecord, RunStatus};
 
@@ -35,6 +35,8 @@ pub struct SupervisorStats {
     pub stalled: u64,
     /// The admission limits in force.
     pub max_running: usize,
+    /// Runs that may wait for a slot before new ones are rejected.
+    pub queue_capacity: usize,
 }
 
 /// Admits a run (runs it, queues it, or rejects it).
@@ -88,6 +90,24 @@ pub(crate) struct PanicRun(pub(crate) Uuid);
 #[rtype(result = "SupervisorStats")]
 pub(crate) struct GetSupervisorStats;
 
+/// The live runs, for the health monitor to probe, with the supervisor's counters.
+#[derive(Message)]
+#[rtype(result = "(SupervisorStats, Vec<LiveRun>)")]
+pub(crate) struct ListLive;
+
+/// One live run, as the health monitor sees it.
+pub(crate) struct LiveRun {
+    pub(crate) run_id: Uuid,
+    /// The run's actor, to probe (`None` while a restart is pending).
+    pub(crate) probe: Option<Recipient<Probe>>,
+    /// How long since the actor's last event or progress tick.
+    pub(crate) idle: Duration,
+    /// Held at a commit point, waiting for the store.
+    pub(crate) waiting_for_store: bool,
+    /// How many times the run was restarted from its checkpoint.
+    pub(crate) restarts: u64,
+}
+
 struct Queued {
     record: RunRecord,
     graph: Arc<dyn ErasedGraph>,
@@ -126,6 +146,8 @@ struct Live {
     activity: Arc<Activity>,
     /// The answer the run was resumed with (kept for restarts until it ends).
     answer: Option<serde_json::Value>,
+    /// Restarts after its actor died or stalled (not counting a resume at start-up).
+    restarts: u64,
 }
 
 /// Joins the threads of stopped arbiters, off the supervisor's loop (joining blocks),
@@ -203,7 +225,11 @@ impl Supervisor {
         reaper: Reaper,
         restarts: RestartPolicy,
     ) -> Self {
-        let stats = SupervisorStats { max_running: admission.max_running, ..SupervisorStats::default() };
+        let stats = SupervisorStats {
+            max_running: admission.max_running,
+            queue_capacity: admission.queue_capacity,
+            ..SupervisorStats::default()
+        };
         Self {
             admission,
             restarts,
@@ -245,6 +271,7 @@ impl Supervisor {
             incarnation: 0,
             activity,
             answer,
+            restarts: 0,
         };
         self.running.insert(run_id, live);
         if let Some(reason) = resume {
@@ -481,6 +508,7 @@ impl Supervisor {
             // Erlang-style intensity/period: restart, after a backoff that doubles with
             // each recent death.
             live.deaths.push_back(now);
+            live.restarts += 1;
             let delay = self.restarts.backoff(deaths);
             ctx.run_later(delay, move |act, ctx| act.restart(run_id, cause, ctx));
             return;
@@ -645,5 +673,25 @@ impl Handler<GetSupervisorStats> for Supervisor {
         stats.running = self.running.len();
         stats.queued = self.queue.len();
         MessageResult(stats)
+    }
+}
+
+impl Handler<ListLive> for Supervisor {
+    type Result = MessageResult<ListLive>;
+
+    fn handle(&mut self, _: ListLive, ctx: &mut Context<Self>) -> Self::Result {
+        let stats = self.handle(GetSupervisorStats, ctx).0;
+        let live = self
+            .running
+            .iter()
+            .map(|(run_id, live)| LiveRun {
+                run_id: *run_id,
+                probe: live.actor.as_ref().map(|(_, control)| control.probe.clone()),
+                idle: live.activity.idle(),
+                waiting_for_store: live.activity.waiting(),
+                restarts: live.restarts,
+            })
+            .collect();
+        MessageResult((stats, live))
     }
 }
