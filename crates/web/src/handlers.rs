@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use graphloop_runtime::{Engine, RunQuery, RunSnapshot, RunStatus};
+use graphloop_runtime::{Engine, HealthStatus, RunQuery, RunSnapshot, RunStatus};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -197,7 +197,14 @@ async fn health(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRespo
     if shared.config.health_requires_identity {
         identify(&req)?;
     }
-    Ok(HttpResponse::Ok().json(serde_json::json!({"status": "healthy"})))
+    let health = shared.engine.health().await?;
+    // A degraded engine still serves (some runs are held up); an unhealthy one cannot make
+    // progress, which is what load balancers and orchestrators act on.
+    let status = match health.status {
+        HealthStatus::Healthy | HealthStatus::Degraded => actix_web::http::StatusCode::OK,
+        HealthStatus::Unhealthy => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+    };
+    Ok(HttpResponse::build(status).json(health))
 }
 
 /// `GET /openapi.json`: the routes' OpenAPI document (public, like `/health`).

@@ -92,9 +92,12 @@ pub fn openapi() -> Value {
             },
             "/health": {
                 "get": {
-                    "summary": "Whether the service is up",
+                    "summary": "How the engine is doing: status, reasons, recommendations, measured figures",
                     "security": [],
-                    "responses": {"200": {"description": "Healthy.", "content": {"application/json": {"schema": {"type": "object", "properties": {"status": {"type": "string"}}}}}}}
+                    "responses": {
+                        "200": {"description": "Healthy or degraded (some runs held up; the reasons name them).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
+                        "503": {"description": "Unhealthy: the engine cannot make progress (the store is down, an engine thread is blocked).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
+                    }
                 }
             },
             "/openapi.json": {
@@ -140,6 +143,15 @@ pub fn openapi() -> Value {
                     "type": "object",
                     "required": ["runs"],
                     "properties": {"runs": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}}, "next": {"type": ["string", "null"], "format": "uuid"}}
+                },
+                "Health": {
+                    "type": "object",
+                    "required": ["status", "reasons", "recommendations"],
+                    "properties": {
+                        "status": {"type": "string", "enum": ["healthy", "degraded", "unhealthy"]},
+                        "reasons": {"type": "array", "items": {"type": "string"}},
+                        "recommendations": {"type": "array", "items": {"type": "string"}}
+                    }
                 },
                 "Error": {
                     "type": "object",
