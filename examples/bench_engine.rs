@@ -102,6 +102,7 @@ fn store_throughput(
             updated_at: SystemTime::now(),
             started_at: None,
             finished_at: None,
+            idempotency_key: None,
         };
         store.write(&Batch { runs: vec![run.clone()], ..Batch::default() }).await?;
         let event = |seq: usize| EventRecord {

@@ -281,11 +281,11 @@ impl std::fmt::Debug for PgStore {
 
 const INSERT_RUNS: &str = "
     INSERT INTO runs (id, graph, graph_version, user_id, tenant, roles, status, input, output, error,
-                      step, percent, created_at, updated_at, started_at, finished_at, durability)
+                      step, percent, created_at, updated_at, started_at, finished_at, durability, idempotency_key)
     SELECT * FROM UNNEST($1::uuid[], $2::text[], $3::int4[], $4::text[], $5::text[], $6::jsonb[], $7::text[],
                          $8::jsonb[], $9::jsonb[], $10::jsonb[], $11::int8[], $12::float8[], $13::timestamptz[],
-                         $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::text[])
-    ON CONFLICT (id) DO NOTHING";
+                         $14::timestamptz[], $15::timestamptz[], $16::timestamptz[], $17::text[], $18::text[])
+    ON CONFLICT DO NOTHING";
 
 const UPDATE_RUNS: &str = "
     UPDATE runs AS r
@@ -314,7 +314,7 @@ const PRUNE_TO_LAST: &str = "
      WHERE c.run_id = m.run_id AND c.step < m.last";
 
 const RUN_COLUMNS: &str = "id, graph, graph_version, user_id, tenant, roles, status, input, output, error, \
-                           step, percent, created_at, updated_at, started_at, finished_at, durability";
+                           step, percent, created_at, updated_at, started_at, finished_at, durability, idempotency_key";
 
 impl PgStore {
     async fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
@@ -358,6 +358,9 @@ impl PgStore {
         let run_started: Vec<Option<SystemTime>> = runs.iter().map(|r| r.started_at).collect();
         let run_finished: Vec<Option<SystemTime>> = runs.iter().map(|r| r.finished_at).collect();
         let durabilities: Vec<&str> = runs.iter().map(|r| r.durability.as_str()).collect();
+        let keys: Vec<Option<Cow<'_, str>>> =
+            runs.iter().map(|r| r.idempotency_key.as_deref().map(clean_text)).collect();
+        let keys: Vec<Option<&str>> = keys.iter().map(|k| k.as_deref()).collect();
 
         let updates = &batch.run_updates;
         let update_ids: Vec<Uuid> = updates.iter().map(|u| u.id).collect();
@@ -425,6 +428,7 @@ impl PgStore {
                     &run_started,
                     &run_finished,
                     &durabilities,
+                    &keys,
                 ],
             )
             .await
@@ -487,6 +491,13 @@ impl PgStore {
             .await
             .map_err(db_error)?;
         tx.commit().await.map_err(db_error)
+    }
+
+    async fn read_run_by_key(&self, user_id: &str, key: &str) -> Result<Option<RunRecord>, StoreError> {
+        let client = self.pool.get().await.map_err(unavailable)?;
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE user_id = $1 AND idempotency_key = $2");
+        let row = client.query_opt(&sql, &[&clean_text(user_id), &clean_text(key)]).await.map_err(db_error)?;
+        row.as_ref().map(run_from_row).transpose()
     }
 
     async fn read_run(&self, id: Uuid) -> Result<Option<RunRecord>, StoreError> {
@@ -636,6 +647,7 @@ fn run_from_row(row: &Row) -> Result<RunRecord, StoreError> {
         updated_at: row.try_get("updated_at").map_err(corrupt)?,
         started_at: row.try_get("started_at").map_err(corrupt)?,
         finished_at: row.try_get("finished_at").map_err(corrupt)?,
+        idempotency_key: row.try_get("idempotency_key").map_err(corrupt)?,
     })
 }
 
@@ -671,6 +683,14 @@ impl Store for PgStore {
 
     fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
         Box::pin(self.read_unfinished())
+    }
+
+    fn run_by_key<'a>(
+        &'a self,
+        user_id: &'a str,
+        key: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Option<RunRecord>, StoreError>> {
+        Box::pin(self.read_run_by_key(user_id, key))
     }
 
     fn prune_checkpoints(&self, finished_before: SystemTime) -> LocalBoxFuture<'_, Result<u64, StoreError>> {

@@ -17,7 +17,7 @@ use crate::error::EngineError;
 use crate::health::{CheckHealth, Health, HealthMonitor};
 use crate::persister::{
     Flush, GetStats, ListRuns, ListUnfinished, PersisterStats, ProgressPersister, PruneNow, ReadEvents, ReadRun,
-    ReadStorage, RecordEnd, Streamed, Subscribe,
+    ReadRunByKey, ReadStorage, RecordEnd, Streamed, Subscribe,
 };
 use crate::run::{ErasedGraph, RunSnapshot};
 use crate::store::{EventRecord, RunQuery, RunRecord, RunStatus, RunStorage};
@@ -68,10 +68,11 @@ struct Registered {
 }
 
 /// Options of one run (see [`Engine::start_run_with`]).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunOptions {
     version: Option<u32>,
     durability: Option<Durability>,
+    idempotency_key: Option<String>,
 }
 
 impl RunOptions {
@@ -93,6 +94,24 @@ impl RunOptions {
         self.durability = Some(durability);
         self
     }
+
+    /// An idempotency key: starting a run with a key this user has already used returns
+    /// that run instead of starting another, in this process or a later one (the key is
+    /// stored with the run). See [`Engine::submit`].
+    #[must_use]
+    pub fn idempotency_key(mut self, key: impl Into<String>) -> Self {
+        self.idempotency_key = Some(key.into());
+        self
+    }
+}
+
+/// What [`Engine::submit`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Submitted {
+    /// The run: the new one, or the one started earlier with the same idempotency key.
+    pub id: Uuid,
+    /// Whether this call started it (`false`: the key had been used).
+    pub created: bool,
 }
 
 struct Inner {
@@ -108,6 +127,9 @@ struct Inner {
     arbiters: watch::Receiver<usize>,
     shutdown_timeout: Duration,
     finish_timeout: Duration,
+    /// Held while a keyed run is looked up and started, so that two starts with the same
+    /// key in this process cannot both start a run.
+    keyed: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -197,6 +219,7 @@ impl Engine {
                 arbiters,
                 shutdown_timeout,
                 finish_timeout,
+                keyed: tokio::sync::Mutex::new(()),
             }),
         };
         match ready_rx.await {
@@ -267,13 +290,46 @@ impl Engine {
         input: &impl Serialize,
         user: UserContext,
     ) -> Result<Uuid, EngineError> {
-        let options = RunOptions { version, durability: None };
+        let options = RunOptions { version, ..RunOptions::default() };
         self.start_run_with(graph, input, user, options).await
     }
 
     /// Like [`Engine::start_run`], with options: the graph's version, the run's
-    /// durability (else the graph's, else the engine's).
+    /// durability (else the graph's, else the engine's), an idempotency key.
     pub async fn start_run_with(
+        &self,
+        graph: &str,
+        input: &impl Serialize,
+        user: UserContext,
+        options: RunOptions,
+    ) -> Result<Uuid, EngineError> {
+        Ok(self.submit(graph, input, user, options).await?.id)
+    }
+
+    /// [`start_run_with`](Self::start_run_with), saying whether the run was started by
+    /// this call: with an idempotency key the user has used before (a retried request),
+    /// it returns that run, `created: false`, and starts nothing. Keys are per user and
+    /// stored with the run, so they hold across processes.
+    pub async fn submit(
+        &self,
+        graph: &str,
+        input: &impl Serialize,
+        user: UserContext,
+        options: RunOptions,
+    ) -> Result<Submitted, EngineError> {
+        let Some(key) = options.idempotency_key.clone() else {
+            return Ok(Submitted { id: self.start_new(graph, input, user, options).await?, created: true });
+        };
+        let _serialised = self.inner.keyed.lock().await;
+        let earlier =
+            self.inner.persister.send(ReadRunByKey { user_id: user.user_id.clone(), key: key.clone() }).await??;
+        if let Some(run) = earlier {
+            return Ok(Submitted { id: run.id, created: false });
+        }
+        Ok(Submitted { id: self.start_new(graph, input, user, options).await?, created: true })
+    }
+
+    async fn start_new(
         &self,
         graph: &str,
         input: &impl Serialize,
@@ -303,6 +359,7 @@ impl Engine {
             updated_at: now,
             started_at: None,
             finished_at: None,
+            idempotency_key: options.idempotency_key,
         };
         let id = record.id;
         self.inner.supervisor.send(StartRun { record, graph }).await??;

@@ -36,7 +36,7 @@ mod store;
 mod supervisor;
 
 pub use config::{AdmissionConfig, Durability, EngineConfig, HealthConfig, PersisterConfig, RestartPolicy};
-pub use engine::{Engine, EngineStats, EventStream, RunOptions, ShutdownReport};
+pub use engine::{Engine, EngineStats, EventStream, RunOptions, ShutdownReport, Submitted};
 pub use error::EngineError;
 pub use health::{Health, HealthStatus, RunHealth, StoreHealth};
 pub use memory::{MemoryStore, MemoryStoreFactory};

@@ -100,6 +100,20 @@ impl Store for MemoryStore {
         Box::pin(future::ready(Ok(runs)))
     }
 
+    fn run_by_key<'a>(
+        &'a self,
+        user_id: &'a str,
+        key: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Option<RunRecord>, StoreError>> {
+        let data = self.data.borrow();
+        let found = data
+            .runs
+            .values()
+            .find(|r| r.user.user_id == user_id && r.idempotency_key.as_deref() == Some(key))
+            .cloned();
+        Box::pin(future::ready(Ok(found)))
+    }
+
     fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
         let data = self.data.borrow();
         let mut runs: Vec<RunRecord> = data.runs.values().filter(|r| r.status.is_unfinished()).cloned().collect();

@@ -190,6 +190,14 @@ pub(crate) struct Subscribe {
 #[rtype(result = "Result<Option<RunRecord>, EngineError>")]
 pub(crate) struct ReadRun(pub(crate) Uuid);
 
+/// Reads the run a user started with an idempotency key, written or not.
+#[derive(Message)]
+#[rtype(result = "Result<Option<RunRecord>, EngineError>")]
+pub(crate) struct ReadRunByKey {
+    pub(crate) user_id: String,
+    pub(crate) key: String,
+}
+
 /// Reads a run's stored events from `from_seq`.
 #[derive(Message)]
 #[rtype(result = "Result<Vec<EventRecord>, EngineError>")]
@@ -849,6 +857,26 @@ impl Handler<Subscribe> for ProgressPersister {
             }
         }));
         MessageResult(rx)
+    }
+}
+
+impl Handler<ReadRunByKey> for ProgressPersister {
+    type Result = ResponseFuture<Result<Option<RunRecord>, EngineError>>;
+
+    fn handle(&mut self, ReadRunByKey { user_id, key }: ReadRunByKey, _ctx: &mut Context<Self>) -> Self::Result {
+        // A run accepted a moment ago may not be written yet: look among those first.
+        let unwritten = self
+            .unwritten_runs
+            .values()
+            .find(|r| r.user.user_id == user_id && r.idempotency_key.as_deref() == Some(key.as_str()))
+            .cloned();
+        let store = self.store();
+        Box::pin(async move {
+            match unwritten {
+                Some(run) => Ok(Some(run)),
+                None => Ok(store?.run_by_key(&user_id, &key).await?),
+            }
+        })
     }
 }
 

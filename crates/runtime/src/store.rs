@@ -116,6 +116,10 @@ pub struct RunRecord {
     pub started_at: Option<SystemTime>,
     /// When it ended.
     pub finished_at: Option<SystemTime>,
+    /// The key its caller started it with: a second start with the same key by the same
+    /// user returns this run instead of starting another ([`crate::Engine::submit`]).
+    #[serde(default)]
+    pub idempotency_key: Option<String>,
 }
 
 impl RunRecord {
@@ -323,6 +327,13 @@ pub trait Store {
     /// Runs that have not ended (`queued`, `running`, `interrupted`), oldest first: the
     /// runs to resume when a process starts.
     fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
+
+    /// The run `user_id` started with idempotency key `key`, if any.
+    fn run_by_key<'a>(
+        &'a self,
+        user_id: &'a str,
+        key: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Option<RunRecord>, StoreError>>;
 
     /// Deletes every checkpoint of the runs that finished before `finished_before`;
     /// returns how many were deleted.

@@ -608,3 +608,28 @@ async fn after_a_drain_finished_runs_are_still_answered_and_new_ones_refused() {
     ));
     assert!(engine.shutdown().await.unwrap().complete);
 }
+
+#[tokio::test]
+async fn an_idempotency_key_starts_one_run_per_user() {
+    use graphloop_runtime::RunOptions;
+    let engine = engine(EngineConfig::new()).await;
+    engine.register(eight_nodes()).unwrap();
+    let keyed = || RunOptions::new().idempotency_key("order-17");
+    let first = engine.submit("eight", &Doc::default(), UserContext::new("alice"), keyed()).await.unwrap();
+    // A retry while the first is still unwritten, and one after it has ended.
+    let again = engine.submit("eight", &Doc::default(), UserContext::new("alice"), keyed()).await.unwrap();
+    assert!(first.created && !again.created);
+    assert_eq!(again.id, first.id);
+    engine.wait(first.id).await.unwrap();
+    let later = engine.start_run_with("eight", &Doc::default(), UserContext::new("alice"), keyed()).await.unwrap();
+    assert_eq!(later, first.id);
+    // The key is Alice's: Bob's same key is another run; no key, another run each time.
+    let bobs = engine.submit("eight", &Doc::default(), UserContext::new("bob"), keyed()).await.unwrap();
+    assert!(bobs.created && bobs.id != first.id);
+    let plain = engine.start_run("eight", &Doc::default(), UserContext::new("alice")).await.unwrap();
+    assert_ne!(plain, first.id);
+    engine.wait(plain).await.unwrap();
+    let alices = engine.list_runs(RunQuery::for_user("alice")).await.unwrap();
+    assert_eq!(alices.len(), 2, "one keyed run and one plain run for alice");
+    engine.shutdown().await.unwrap();
+}

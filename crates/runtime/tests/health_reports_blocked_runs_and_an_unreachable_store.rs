@@ -227,6 +227,14 @@ impl Store for SwitchedStore {
         self.inner.unfinished_runs()
     }
 
+    fn run_by_key<'a>(
+        &'a self,
+        user_id: &'a str,
+        key: &'a str,
+    ) -> LocalBoxFuture<'a, Result<Option<RunRecord>, StoreError>> {
+        self.inner.run_by_key(user_id, key)
+    }
+
     fn prune_checkpoints(&self, finished_before: std::time::SystemTime) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
         self.inner.prune_checkpoints(finished_before)
     }

@@ -75,9 +75,15 @@ pub enum WebError {
     /// `Retry-After`).
     #[error("{0}")]
     Overloaded(String),
-    /// The request asks for something this version does not do yet (501).
-    #[error("{0}")]
-    NotImplemented(&'static str),
+    /// The idempotency key was used before by this caller for a different request (another
+    /// graph or another input): the earlier run is not this one (409).
+    #[error("idempotency key {key:?} was used for run {run_id}, started with another graph or input")]
+    KeyReused {
+        /// The key.
+        key: String,
+        /// The run started with it.
+        run_id: Uuid,
+    },
     /// The engine failed in a way that is not the caller's fault: shutting down or
     /// unreachable, its store down (503), or something worse (500).
     #[error(transparent)]
@@ -101,7 +107,7 @@ impl WebError {
             Self::RunFinished { .. } => "run_finished",
             Self::NotWaiting { .. } => "not_waiting",
             Self::Overloaded(_) => "overloaded",
-            Self::NotImplemented(_) => "not_implemented",
+            Self::KeyReused { .. } => "idempotency_key_reused",
             Self::Engine(_) if self.status_code() == StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             Self::Engine(_) | Self::Internal(_) => "internal",
         }
@@ -140,13 +146,12 @@ impl ResponseError for WebError {
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::RunNotFound(_) | Self::GraphNotFound { .. } => StatusCode::NOT_FOUND,
             Self::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            Self::RunFinished { .. } | Self::NotWaiting { .. } => StatusCode::CONFLICT,
+            Self::RunFinished { .. } | Self::NotWaiting { .. } | Self::KeyReused { .. } => StatusCode::CONFLICT,
             // 503, not 429: the queue is shared by every user, so a full one says the
             // service is at capacity, not that this caller sent too much. Clients and
             // proxies read 503 with Retry-After as "later, or elsewhere", which is right
             // when another process of the same service may have room.
             Self::Overloaded(_) => StatusCode::SERVICE_UNAVAILABLE,
-            Self::NotImplemented(_) => StatusCode::NOT_IMPLEMENTED,
             Self::Engine(
                 EngineError::ShuttingDown
                 | EngineError::Unavailable(_)

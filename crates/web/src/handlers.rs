@@ -3,7 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
-use graphloop_runtime::{Engine, HealthStatus, RunQuery, RunSnapshot, RunStatus};
+use graphloop_runtime::{Engine, HealthStatus, RunOptions, RunQuery, RunSnapshot, RunStatus};
 use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
@@ -18,6 +18,8 @@ use crate::view::{RunPage, RunView};
 const DEFAULT_LIMIT: usize = 50;
 /// The largest page size of `GET /runs`.
 const MAX_LIMIT: usize = 500;
+/// The longest idempotency key, in bytes.
+const MAX_KEY_BYTES: usize = 255;
 
 /// What every handler reaches through `web::Data`.
 pub(crate) struct Shared {
@@ -120,18 +122,28 @@ async fn start_run(
     body: web::Json<StartRequest>,
 ) -> Result<HttpResponse, WebError> {
     let StartRequest { graph, input, idempotency_key } = body.into_inner();
-    if idempotency_key.is_some() {
-        // To be made durable in the runtime (a key stored with the run, checked at
-        // admission); accepting it without that would promise what is not kept.
-        return Err(WebError::NotImplemented("idempotency keys are not supported yet"));
+    let mut options = RunOptions::new();
+    if let Some(key) = &idempotency_key {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(WebError::BadRequest(format!("idempotency_key must be 1 to {MAX_KEY_BYTES} bytes")));
+        }
+        options = options.idempotency_key(key.clone());
     }
     let user_id = caller.0.user_id.clone();
-    let id = shared.engine.start_run(&graph, &input, caller.0).await?;
-    tracing::debug!(%id, user = %user_id, %graph, "run started over HTTP");
-    let view = RunView::of_snapshot(shared.engine.status(id).await?);
+    // The key is stored with the run, so a retried request (after a timeout, a crash, on
+    // another process of the service) finds the run the first one started.
+    let submitted = shared.engine.submit(&graph, &input, caller.0, options).await?;
+    let id = submitted.id;
+    let snapshot = shared.engine.status(id).await?;
+    if !submitted.created && (snapshot.run.graph != graph || snapshot.run.input != input) {
+        return Err(WebError::KeyReused { key: idempotency_key.unwrap_or_default(), run_id: id });
+    }
+    tracing::debug!(%id, user = %user_id, %graph, created = submitted.created, "run started over HTTP");
+    let view = RunView::of_snapshot(snapshot);
     // Relative to where the routes are mounted, whatever the host's prefix.
     let location = format!("{}/{id}", req.path().trim_end_matches('/'));
-    Ok(HttpResponse::Created().insert_header((header::LOCATION, location)).json(view))
+    let mut response = if submitted.created { HttpResponse::Created() } else { HttpResponse::Ok() };
+    Ok(response.insert_header((header::LOCATION, location)).json(view))
 }
 
 /// `GET /runs`: the caller's runs, newest first, a page at a time.

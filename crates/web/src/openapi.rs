@@ -25,6 +25,7 @@ pub fn openapi() -> Value {
                     "summary": "Start a run",
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/StartRun"}}}},
                     "responses": {
+                        "200": run("The run an earlier request with the same idempotency key started."),
                         "201": run("The run, queued or running; Location points at it."),
                         "400": error("Malformed JSON or unknown fields."),
                         "401": error("No or unknown bearer token."),
@@ -32,7 +33,7 @@ pub fn openapi() -> Value {
                         "413": error("The body is over the limit."),
                         "415": error("The body is not JSON."),
                         "422": error("The graph's state type refuses the input."),
-                        "501": error("Idempotency keys are not stored yet."),
+                        "409": error("The idempotency key was used for another graph or input."),
                         "503": error("The admission queue is full (Retry-After) or the engine is stopping.")
                     }
                 },
@@ -116,7 +117,7 @@ pub fn openapi() -> Value {
                     "type": "object",
                     "required": ["graph", "input"],
                     "additionalProperties": false,
-                    "properties": {"graph": {"type": "string"}, "input": {"description": "The graph's state type as JSON."}, "idempotency_key": {"type": "string"}}
+                    "properties": {"graph": {"type": "string"}, "input": {"description": "The graph's state type as JSON."}, "idempotency_key": {"type": "string", "minLength": 1, "maxLength": 255, "description": "A retried request with the same key returns the run the first one started (200), for as long as the run is stored."}}
                 },
                 "Resume": {"type": "object", "required": ["answer"], "additionalProperties": false, "properties": {"answer": {}}},
                 "Run": {

@@ -1,7 +1,8 @@
 //! `POST /runs` starts a run and answers 201 with its view; what it cannot start gets the
 //! status that says why: an unknown graph 404, input the graph rejects 422, a body that is
-//! not the request 400 (415 if not JSON at all, 413 if too large), an idempotency key 501,
-//! a full admission queue 503 with `Retry-After`.
+//! not the request 400 (415 if not JSON at all, 413 if too large), a retried idempotency
+//! key 200 with the first run (409 if the request differs), a full admission queue 503
+//! with `Retry-After`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
@@ -143,14 +144,26 @@ fn start_with(body: Value) -> TestRequest {
 }
 
 #[actix_web::test]
-async fn an_idempotency_key_is_501_until_it_is_durable() {
+async fn a_retried_start_with_the_same_idempotency_key_returns_the_first_run() {
     let h = Harness::start().await;
     let app = test::init_service(App::new().configure(routes(h.engine.clone(), h.config()))).await;
     let request = json!({"graph": "double", "input": {"n": 1}, "idempotency_key": "order-17"});
-    let (status, body) = call(&app, start_with(request).to_request()).await;
-    assert_eq!(status, StatusCode::NOT_IMPLEMENTED);
-    assert_eq!(body, json!({"error": "not_implemented", "reason": "idempotency keys are not supported yet"}));
-    assert_eq!(h.engine.stats().await.unwrap().supervisor.started, 0, "no run was started");
+    let first = started(call(&app, start_with(request.clone()).to_request()).await);
+    let (status, body) = call(&app, start_with(request.clone()).to_request()).await;
+    assert_eq!(status, StatusCode::OK, "a retry is not a new run: {body}");
+    assert_eq!(body["id"], json!(first.id));
+    // The same key for another request is a conflict, not a silent answer about another run.
+    let other = json!({"graph": "double", "input": {"n": 2}, "idempotency_key": "order-17"});
+    let (status, body) = call(&app, start_with(other).to_request()).await;
+    assert_eq!((status, body["error"].as_str()), (StatusCode::CONFLICT, Some("idempotency_key_reused")));
+    // Keys are per user: Bob's order-17 is his own run.
+    let (status, body) = call(&app, post("/runs", Some(common::BOB), request).to_request()).await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_ne!(body["id"], json!(first.id));
+    let (status, _) =
+        call(&app, start_with(json!({"graph": "double", "input": {}, "idempotency_key": ""})).to_request()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(h.engine.stats().await.unwrap().supervisor.started, 2, "one run each for Alice and Bob");
     h.shutdown().await;
 }
 
