@@ -10,7 +10,7 @@
 //!
 //! Settings (environment): `GRAPHLOOP_TOKENS` (`user=token` pairs, comma-separated; without
 //! it one demo user `demo` with token `demo-token` is created and said so),
-//! `GRAPHLOOP_BIND` (default `127.0.0.1:8080`), `DATABASE_URL`, `GRAPHLOOP_SCHEMA`.
+//! `GRAPHLOOP_BIND` (default `127.0.0.1:8080`; port 0 picks a free one), `DATABASE_URL`, `GRAPHLOOP_SCHEMA`.
 
 use std::sync::Arc;
 
@@ -62,8 +62,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let web = WebConfig::new(tokens);
     let served = engine.clone();
-    eprintln!("contract service on http://{bind}/");
-    HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         App::new()
             .route(
                 "/",
@@ -71,9 +70,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             )
             .configure(routes(served.clone(), web.clone()))
     })
-    .bind(&bind)?
-    .run()
-    .await?;
+    .bind(&bind)?;
+    // Said once the socket is bound (so a client may connect at once), with the real port
+    // when GRAPHLOOP_BIND asks for port 0.
+    for addr in server.addrs() {
+        eprintln!("contract service on http://{addr}/");
+    }
+    server.run().await?;
     // The server stopped (Ctrl-C): let the runs checkpoint and everything accepted be written.
     let report = engine.shutdown().await?;
     if !report.complete {

@@ -513,8 +513,11 @@ impl Engine {
         self.inner.persister.send(PruneNow).await?
     }
 
-    /// One user's runs, newest first.
+    /// One user's runs, newest first, as of this call: what the persister has accepted is
+    /// written first, so a run that has ended (its final event seen by a subscriber) is
+    /// listed as ended.
     pub async fn list_runs(&self, query: RunQuery) -> Result<Vec<RunRecord>, EngineError> {
+        self.inner.persister.send(Flush).await??;
         self.inner.persister.send(ListRuns(query)).await?
     }
 
