@@ -161,6 +161,18 @@ struct AnalyzeArgs {
     #[arg(long, default_value = "./reports", value_name = "DIR")]
     out: PathBuf,
 
+    #[command(flatten)]
+    run: RunArgs,
+
+    /// After Ctrl-C, how long running steps may go on to reach their checkpoint before
+    /// they are stopped at their last one
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
+    shutdown_timeout: Duration,
+}
+
+/// The options `analyze` and `eval` share: how contracts are run and what is printed.
+#[derive(Debug, Args)]
+struct RunArgs {
     /// Contracts analysed at once [default: the engine's, from the open-file limit]
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
     concurrency: Option<u16>,
@@ -172,11 +184,6 @@ struct AnalyzeArgs {
     /// Delay per model call, to emulate a hosted language model (200ms, 1.5s, 0)
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     model_latency: Option<Duration>,
-
-    /// After Ctrl-C, how long running steps may go on to reach their checkpoint before
-    /// they are stopped at their last one
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "30s")]
-    shutdown_timeout: Duration,
 }
 
 /// The options of `graphloop eval`.
@@ -186,17 +193,8 @@ struct EvalArgs {
     #[arg(value_name = "DIR")]
     dir: PathBuf,
 
-    /// Contracts analysed at once [default: the engine's, from the open-file limit]
-    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
-    concurrency: Option<u16>,
-
-    /// Print one JSON object on stdout instead of the table
-    #[arg(long)]
-    json: bool,
-
-    /// Delay per model call, to emulate a hosted language model (200ms, 1.5s, 0)
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
-    model_latency: Option<Duration>,
+    #[command(flatten)]
+    run: RunArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -317,9 +315,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = analyze::Options {
                 paths: args.paths,
                 out: args.out,
-                concurrency: args.concurrency.map(usize::from),
-                json: args.json,
-                model_latency: args.model_latency,
+                concurrency: args.run.concurrency.map(usize::from),
+                json: args.run.json,
+                model_latency: args.run.model_latency,
                 shutdown_timeout: args.shutdown_timeout,
                 user: global.user.clone(),
                 store: global.store(),
@@ -336,9 +334,9 @@ async fn dispatch(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => {
             let options = eval::Options {
                 dir: args.dir,
-                concurrency: args.concurrency.map(usize::from),
-                json: args.json,
-                model_latency: args.model_latency,
+                concurrency: args.run.concurrency.map(usize::from),
+                json: args.run.json,
+                model_latency: args.run.model_latency,
                 user: global.user.clone(),
                 store: global.store(),
             };
