@@ -34,6 +34,7 @@ use crate::config::HealthConfig;
 use crate::persister::{GetStats, PersisterStats, ProgressPersister};
 use crate::run::Probe;
 use crate::supervisor::{ListLive, Supervisor, SupervisorStats};
+use crate::telemetry;
 
 /// How the engine is doing, worst first in importance.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -247,8 +248,15 @@ async fn measure(bound: Duration, supervisor: Addr<Supervisor>, persister: Addr<
             Some(probe) => {
                 let sent = Instant::now();
                 match probe.send(Probe).timeout(bound).await {
-                    Ok(()) => (Some(sent.elapsed()), false),
-                    Err(MailboxError::Timeout) => (None, true),
+                    Ok(()) => {
+                        let lag = sent.elapsed();
+                        telemetry::probed(Some(lag));
+                        (Some(lag), false)
+                    }
+                    Err(MailboxError::Timeout) => {
+                        telemetry::probed(None);
+                        (None, true)
+                    }
                     // The run ended meanwhile: nothing to report.
                     Err(MailboxError::Closed) => return None,
                 }
@@ -266,7 +274,8 @@ async fn measure(bound: Duration, supervisor: Addr<Supervisor>, persister: Addr<
             restarts: run.restarts,
         })
     });
-    let runs = join_all(probes).await.into_iter().flatten().collect();
+    let runs: Vec<RunHealth> = join_all(probes).await.into_iter().flatten().collect();
+    telemetry::worst_lag(runs.iter().filter_map(|r| r.lag).max());
     Measured { supervisor, persister: persister.ok(), runs }
 }
 

@@ -13,6 +13,8 @@
 //! - [`MemoryStore`]: the embedded default store.
 //! - `HealthMonitor`: probes every run's loop lag, the queue and the persister's store;
 //!   [`Engine::health`] answers a [`Health`] report with reasons and recommendations.
+//! - Metrics (runs, step durations, store writes, queue, loop lag) through the
+//!   `metrics` facade; this crate never installs a recorder (see [`describe_metrics`]).
 //!
 //! The promise: no pool, connection or future ever crosses an event loop; only
 //! messages do. Nodes that do CPU-heavy or blocking work must move it to
@@ -34,6 +36,7 @@ mod persister;
 mod run;
 mod store;
 mod supervisor;
+mod telemetry;
 
 pub use config::{AdmissionConfig, Durability, EngineConfig, HealthConfig, PersisterConfig, RestartPolicy};
 pub use engine::{Engine, EngineStats, EventStream, RunOptions, ShutdownReport, Submitted};
@@ -47,3 +50,4 @@ pub use store::{
     StoreError, StoreFactory,
 };
 pub use supervisor::{Supervisor, SupervisorStats};
+pub use telemetry::describe_metrics;

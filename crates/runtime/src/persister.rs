@@ -25,6 +25,7 @@ use crate::store::{
     Batch, CheckpointRecord, EventRecord, Retention, RunQuery, RunRecord, RunStorage, RunUpdate, Store, StoreError,
     StoreFactory,
 };
+use crate::telemetry;
 
 /// What a live subscriber receives.
 #[derive(Debug, Clone, PartialEq)]
@@ -336,6 +337,7 @@ impl ProgressPersister {
     /// Counts one accepted row and writes a batch if enough are waiting.
     fn accepted_row(&mut self, ctx: &mut Context<Self>) {
         self.accepted += 1;
+        telemetry::buffered_rows(self.buffered());
         if self.pending.len() >= self.config.batch_size {
             self.flush(ctx);
         }
@@ -367,6 +369,7 @@ impl ProgressPersister {
         ctx.spawn(attempt.into_actor(self).map(move |result, act, ctx| match result {
             Ok(()) => act.written(&batch, upto, started.elapsed(), ctx),
             Err(error) => {
+                telemetry::write_failed();
                 act.stats.write_failures += 1;
                 act.stats.consecutive_failures += 1;
                 act.stats.last_error = Some(error.to_string());
@@ -384,6 +387,8 @@ impl ProgressPersister {
         self.stats.last_write_at = Some(SystemTime::now());
         self.durable = upto;
         self.retry_delay = self.config.retry_initial;
+        telemetry::batch_written(batch.events.len(), batch.len(), latency);
+        telemetry::buffered_rows(self.buffered());
         self.stats.events_written += batch.events.len() as u64;
         self.stats.rows_written += batch.len() as u64;
         self.stats.batches_written += 1;

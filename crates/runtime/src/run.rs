@@ -450,16 +450,23 @@ impl<S: State> AnalysisActor<S> {
             }
             let invocation = self.graph.invoke(Arc::clone(&state), node_ctx).instrument(self.span.clone());
             let task = task.clone();
-            handles
-                .push(ctx.spawn(invocation.into_actor(self).map(move |done, act, ctx| act.task_done(task, done, ctx))));
+            let started = std::time::Instant::now();
+            handles.push(
+                ctx.spawn(
+                    invocation
+                        .into_actor(self)
+                        .map(move |done, act, ctx| act.task_done(task, started.elapsed(), done, ctx)),
+                ),
+            );
         }
         self.step = Some(StepInFlight { handles, results: Vec::with_capacity(tasks.len()), tasks, progress });
     }
 
-    fn task_done(&mut self, task: Task, invocation: Invocation, ctx: &mut Context<Self>) {
+    fn task_done(&mut self, task: Task, took: Duration, invocation: Invocation, ctx: &mut Context<Self>) {
         let Some(step) = self.step.as_mut() else {
             return;
         };
+        crate::telemetry::task_finished(&self.record.graph, &task.node, took);
         let number = step.progress.step();
         match invocation.result {
             Ok(update) => {

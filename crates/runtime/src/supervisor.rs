@@ -15,6 +15,7 @@ use crate::run::{
     Activity, CancelRun, Drain, ErasedGraph, GetSnapshot, InjectPanic, Probe, Resume, RunControl, RunSnapshot, RunSpec,
 };
 use crate::store::{RunRecord, RunStatus};
+use crate::telemetry;
 
 /// Counters of the supervisor, for health, tests and benchmarks.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -370,6 +371,8 @@ impl Supervisor {
                 self.launch(queued, ctx);
             }
         }
+        // Every change of the running set or the queue ends here (or in `Shutdown`).
+        telemetry::runs_load(self.running.len(), self.queue.len());
     }
 
     fn check_drained(&mut self) {
@@ -409,6 +412,7 @@ impl Handler<StartRun> for Supervisor {
             });
         }
         self.persister.do_send(InsertRun(record.clone()));
+        telemetry::run_started(&record.graph);
         self.queue.push_back(Queued { record, graph, resume: None, answer: None });
         self.admit_queued(ctx);
         Ok(())
@@ -429,6 +433,7 @@ impl Handler<Recover> for Supervisor {
             Some(_) => "resumed with the answer to its question".to_owned(),
             None => format!("resumed after the process that ran it stopped (it was {})", record.status),
         };
+        telemetry::run_resumed(&record.graph);
         self.queue.push_back(Queued { record, graph, resume: Some(reason), answer });
         self.admit_queued(ctx);
         Ok(())
@@ -450,8 +455,10 @@ impl Handler<RunEnded> for Supervisor {
             return;
         };
         match ended.status {
-            Some(_) => {
-                self.release(ended.run_id);
+            Some(status) => {
+                if let Some(live) = self.release(ended.run_id) {
+                    telemetry::run_ended(&live.record.graph, status);
+                }
             }
             None => {
                 let cause = ended.died.unwrap_or_else(|| "the run's actor died".into());
@@ -486,6 +493,7 @@ impl Supervisor {
         if live.cancel_requested {
             // Died before acting on a cancel: the run ends as its user asked.
             if let Some(Live { record, .. }) = self.release(run_id) {
+                telemetry::run_ended(&record.graph, RunStatus::Cancelled);
                 let run = end(record, RunStatus::Cancelled);
                 self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunCancelled });
             }
@@ -494,6 +502,7 @@ impl Supervisor {
         if !self.accepting {
             // Stopped by shutdown: resumable from its last checkpoint.
             if let Some(Live { record, .. }) = self.release(run_id) {
+                telemetry::run_ended(&record.graph, RunStatus::Interrupted);
                 self.persister.do_send(UpdateRun(end(record, RunStatus::Interrupted).update()));
             }
             return;
@@ -509,6 +518,7 @@ impl Supervisor {
             // each recent death.
             live.deaths.push_back(now);
             live.restarts += 1;
+            telemetry::run_restarted(&live.record.graph);
             let delay = self.restarts.backoff(deaths);
             ctx.run_later(delay, move |act, ctx| act.restart(run_id, cause, ctx));
             return;
@@ -520,6 +530,7 @@ impl Supervisor {
                 window
             );
             let error = graphloop_core::RunError::Aborted { reason };
+            telemetry::run_ended(&record.graph, RunStatus::Failed);
             let mut run = end(record, RunStatus::Failed);
             run.error = serde_json::to_value(&error).ok();
             self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunFailed { error } });
@@ -591,6 +602,7 @@ impl Handler<Cancel> for Supervisor {
             }
             // Waiting to be restarted: end it here.
             if let Some(Live { record: mut run, .. }) = self.release(run_id) {
+                telemetry::run_ended(&run.graph, RunStatus::Cancelled);
                 run.status = RunStatus::Cancelled;
                 run.updated_at = SystemTime::now();
                 run.finished_at = Some(run.updated_at);
@@ -602,6 +614,7 @@ impl Handler<Cancel> for Supervisor {
         }
         if let Some(position) = self.queue.iter().position(|q| q.record.id == run_id) {
             if let Some(Queued { mut record, .. }) = self.queue.remove(position) {
+                telemetry::run_ended(&record.graph, RunStatus::Cancelled);
                 record.status = RunStatus::Cancelled;
                 record.updated_at = SystemTime::now();
                 record.finished_at = Some(record.updated_at);
@@ -625,11 +638,13 @@ impl Handler<Shutdown> for Supervisor {
         for run_id in waiting {
             // Waiting to be restarted: it stays resumable from its last checkpoint.
             if let Some(Live { record: mut run, .. }) = self.release(run_id) {
+                telemetry::run_ended(&run.graph, RunStatus::Interrupted);
                 run.status = RunStatus::Interrupted;
                 run.updated_at = SystemTime::now();
                 self.persister.do_send(UpdateRun(run.update()));
             }
         }
+        telemetry::runs_load(self.running.len(), self.queue.len());
         for (_, control) in self.running.values().filter_map(|l| l.actor.as_ref()) {
             control.drain.do_send(Drain);
         }

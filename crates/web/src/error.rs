@@ -71,6 +71,10 @@ pub enum WebError {
         /// Its status.
         status: RunStatus,
     },
+    /// `GET /metrics` was asked for, but no Prometheus handle was given to
+    /// [`WebConfig::metrics`](crate::WebConfig::metrics) (404).
+    #[error("metrics are not enabled")]
+    MetricsDisabled,
     /// Admission is full: as many runs running and queued as the engine takes (503, with
     /// `Retry-After`).
     #[error("{0}")]
@@ -108,6 +112,7 @@ impl WebError {
             Self::NotWaiting { .. } => "not_waiting",
             Self::Overloaded(_) => "overloaded",
             Self::KeyReused { .. } => "idempotency_key_reused",
+            Self::MetricsDisabled => "metrics_not_enabled",
             Self::Engine(_) if self.status_code() == StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             Self::Engine(_) | Self::Internal(_) => "internal",
         }
@@ -144,7 +149,7 @@ impl ResponseError for WebError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RunNotFound(_) | Self::GraphNotFound { .. } => StatusCode::NOT_FOUND,
+            Self::RunNotFound(_) | Self::GraphNotFound { .. } | Self::MetricsDisabled => StatusCode::NOT_FOUND,
             Self::InvalidInput { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::RunFinished { .. } | Self::NotWaiting { .. } | Self::KeyReused { .. } => StatusCode::CONFLICT,
             // 503, not 429: the queue is shared by every user, so a full one says the

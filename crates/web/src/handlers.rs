@@ -45,6 +45,7 @@ pub(crate) fn mount(cfg: &mut web::ServiceConfig, engine: Engine, config: WebCon
         .service(resource("/runs/{id}/cancel").route(web::post().to(cancel_run)))
         .service(resource("/runs/{id}/resume").route(web::post().to(resume_run)))
         .service(resource("/health").route(web::get().to(health)))
+        .service(resource("/metrics").route(web::get().to(metrics)))
         .service(resource("/openapi.json").route(web::get().to(openapi_document)));
 }
 
@@ -217,6 +218,20 @@ async fn health(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRespo
         HealthStatus::Unhealthy => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
     };
     Ok(HttpResponse::build(status).json(health))
+}
+
+/// The content type of Prometheus's text exposition format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// `GET /metrics`: the installed recorder's metrics as Prometheus text (open like
+/// `/health`, behind the same switch). The handle only reads the recorder's registry:
+/// nothing of the engine is asked, so a blocked engine still shows its figures.
+async fn metrics(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpResponse, WebError> {
+    if shared.config.health_requires_identity {
+        identify(&req)?;
+    }
+    let handle = shared.config.metrics.as_ref().ok_or(WebError::MetricsDisabled)?;
+    Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, PROMETHEUS_TEXT)).body(handle.render()))
 }
 
 /// `GET /openapi.json`: the routes' OpenAPI document (public, like `/health`).

@@ -15,8 +15,9 @@
 //!   any point (`Last-Event-ID` or `?from=`), then live ones until the run ends, with
 //!   in-node progress ticks in between.
 //! - `POST /runs/{id}/cancel` and `POST /runs/{id}/resume` control a run.
-//! - `GET /health` says the service is up; `GET /openapi.json` is the routes' OpenAPI
-//!   document ([`openapi`]).
+//! - `GET /health` says the service is up; `GET /metrics` is the engine's metrics as
+//!   Prometheus text (when [`WebConfig::metrics`] is given a handle); `GET /openapi.json`
+//!   is the routes' OpenAPI document ([`openapi`]).
 //!
 //! A caller sees and controls only their own runs: another user's run answers 404, exactly
 //! like a run that does not exist. Every failure is a JSON body `{"error": kind,
@@ -87,7 +88,7 @@ use graphloop_runtime::Engine;
 /// such as `/api`).
 ///
 /// Mounts `/runs`, `/runs/{id}`, `/runs/{id}/events`, `/runs/{id}/cancel`,
-/// `/runs/{id}/resume` and `/health`. Everything they need (the engine handle, the
+/// `/runs/{id}/resume`, `/health`, `/metrics` and `/openapi.json`. Everything they need (the engine handle, the
 /// configuration, the JSON/path/query error handlers and the body limit) is attached to
 /// these resources only, so the host application's own routes and extractor settings are
 /// left as they are.

@@ -16,7 +16,7 @@ pub fn openapi() -> Value {
         "info": {
             "title": "graphloop",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Start, watch, cancel and inspect graphloop workflow runs. Every route but /health and /openapi.json needs a bearer token; a caller sees only their own runs (another user's run answers 404)."
+            "description": "Start, watch, cancel and inspect graphloop workflow runs. Every route but /health, /metrics and /openapi.json needs a bearer token; a caller sees only their own runs (another user's run answers 404)."
         },
         "security": [{"bearer": []}],
         "paths": {
@@ -98,6 +98,17 @@ pub fn openapi() -> Value {
                     "responses": {
                         "200": {"description": "Healthy or degraded (some runs held up; the reasons name them).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
                         "503": {"description": "Unhealthy: the engine cannot make progress (the store is down, an engine thread is blocked).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
+                    }
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "The engine's metrics as Prometheus text (runs, step durations, store writes, queue, loop lag)",
+                    "security": [],
+                    "responses": {
+                        "200": {"description": "Prometheus text exposition format 0.0.4.", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                        "401": error("No or unknown bearer token (only when the service requires an identity for /health and /metrics)."),
+                        "404": error("Metrics are not enabled: the service was not given a Prometheus handle.")
                     }
                 }
             },
