@@ -1,6 +1,6 @@
 //! An actix-web service embedding graphloop with the contract-analysis workflow: the
 //! `graphloop-web` routes, bearer tokens from configuration, PostgreSQL from
-//! `DATABASE_URL` (in memory without it), and one HTML page (served by the app, no build
+//! `DATABASE_URL` (in memory without it), Prometheus metrics at `/metrics`, and one HTML page (served by the app, no build
 //! step) that lists your runs with live progress bars, takes a contract, and shows its
 //! report.
 //!
@@ -43,6 +43,10 @@ fn tokens() -> Result<BearerTokens, String> {
 #[actix_web::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let tokens = tokens()?;
+    // Prometheus text at /metrics: the engine records through the `metrics` facade; the
+    // application installs the recorder.
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+    graphloop::describe_metrics();
     let bind = std::env::var("GRAPHLOOP_BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let mut config = EngineConfig::new();
     if let Ok(url) = std::env::var("DATABASE_URL") {
@@ -60,7 +64,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("resumed {} unfinished run(s)", resumed.len());
     }
 
-    let web = WebConfig::new(tokens);
+    let web = WebConfig::new(tokens).metrics(metrics);
     let served = engine.clone();
     let server = HttpServer::new(move || {
         App::new()
