@@ -1,8 +1,8 @@
 //! An actix-web service embedding graphloop with the contract-analysis workflow: the
 //! `graphloop-web` routes, bearer tokens from configuration, PostgreSQL from
-//! `DATABASE_URL` (in memory without it), Prometheus metrics at `/metrics`, and one HTML page (served by the app, no build
-//! step) that lists your runs with live progress bars, takes a contract, and shows its
-//! report.
+//! `DATABASE_URL` (in memory without it), Prometheus metrics at `/metrics`, and one HTML
+//! page (served by the app, no build step) that lists your runs with live progress bars,
+//! takes a contract, and shows its report.
 //!
 //! ```text
 //! GRAPHLOOP_TOKENS="alice=alice-secret,bob=bob-secret" cargo run --example contract-service
