@@ -32,7 +32,8 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::future::LocalBoxFuture;
 use graphloop_core::{RunEvent, UserContext};
 use graphloop_runtime::{
-    Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, RunStatus, RunStorage, Store, StoreError, StoreFactory,
+    Batch, CheckpointRecord, EventRecord, PoolStatus, RunQuery, RunRecord, RunStatus, RunStorage, Store, StoreError,
+    StoreFactory,
 };
 use serde_json::Value;
 use tokio_postgres::{NoTls, Row};
@@ -658,6 +659,16 @@ impl Store for PgStore {
 
     fn run(&self, id: Uuid) -> LocalBoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
         Box::pin(self.read_run(id))
+    }
+
+    fn pool(&self) -> Option<PoolStatus> {
+        let status = self.pool.status();
+        Some(PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            available: status.available,
+            waiting: status.waiting,
+        })
     }
 
     fn events(

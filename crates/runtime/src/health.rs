@@ -150,6 +150,8 @@ pub struct StoreHealth {
     /// How long the write now in flight has waited for the store (across retries).
     #[serde(rename = "unwritten_for_ms", with = "opt_ms")]
     pub unwritten_for: Option<Duration>,
+    /// The store's connection pool (size, available, waiting), if it has one.
+    pub pool: Option<crate::store::PoolStatus>,
 }
 
 /// Probes now and answers the report.
@@ -276,6 +278,9 @@ async fn measure(bound: Duration, supervisor: Addr<Supervisor>, persister: Addr<
     });
     let runs: Vec<RunHealth> = join_all(probes).await.into_iter().flatten().collect();
     telemetry::worst_lag(runs.iter().filter_map(|r| r.lag).max());
+    if let Some(pool) = persister.as_ref().ok().and_then(|p| p.pool) {
+        telemetry::pool(pool);
+    }
     Measured { supervisor, persister: persister.ok(), runs }
 }
 
@@ -483,6 +488,17 @@ pub(crate) fn assess(config: &HealthConfig, measured: Measured, now: SystemTime)
                     STORE_SLOW,
                 );
             }
+            if let Some(pool) = p.pool.filter(|pool| pool.waiting > 0) {
+                found.add(
+                    HealthStatus::Degraded,
+                    format!(
+                        "{} caller(s) wait for a database connection (pool: {} of {} open, {} idle): the pool is too \
+                         small for the load, or the database holds connections too long",
+                        pool.waiting, pool.size, pool.max_size, pool.available
+                    ),
+                    STORE_SLOW,
+                );
+            }
             StoreHealth {
                 store: p.store,
                 answered: true,
@@ -494,6 +510,7 @@ pub(crate) fn assess(config: &HealthConfig, measured: Measured, now: SystemTime)
                 last_error: p.last_error,
                 last_write_at: p.last_write_at,
                 unwritten_for,
+                pool: p.pool,
             }
         }
         None => {

@@ -80,6 +80,8 @@ pub struct PersisterStats {
     pub subscribers: usize,
     /// Runs waiting for room in a full buffer (backpressure at work).
     pub waiting_for_room: usize,
+    /// The store's connection pool, if it has one.
+    pub pool: Option<crate::store::PoolStatus>,
 }
 
 /// The latest progress tick of one run, coalesced: nodes overwrite it, the persister
@@ -953,6 +955,7 @@ impl Handler<GetStats> for ProgressPersister {
         stats.buffered = self.buffered();
         stats.subscribers = self.subscribers.values().map(Vec::len).sum();
         stats.waiting_for_room = self.room_waiters.iter().filter(|w| !w.is_closed()).count();
+        stats.pool = self.store.as_ref().and_then(|store| store.pool());
         MessageResult(stats)
     }
 }

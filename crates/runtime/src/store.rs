@@ -285,6 +285,19 @@ impl RunQuery {
     }
 }
 
+/// How a store's connection pool stands, for health and metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStatus {
+    /// The most connections the pool opens.
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Open connections idle now.
+    pub available: usize,
+    /// Callers waiting for a connection now.
+    pub waiting: usize,
+}
+
 /// A storage failure.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -327,6 +340,11 @@ pub trait Store {
     /// Runs that have not ended (`queued`, `running`, `interrupted`), oldest first: the
     /// runs to resume when a process starts.
     fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
+
+    /// The store's connection pool, if it has one (the memory store has none).
+    fn pool(&self) -> Option<PoolStatus> {
+        None
+    }
 
     /// The run `user_id` started with idempotency key `key`, if any.
     fn run_by_key<'a>(

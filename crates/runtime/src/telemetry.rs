@@ -41,6 +41,13 @@ pub(crate) const LOOP_LAG_MAX: &str = "graphloop_loop_lag_max_seconds";
 /// Health probes a run did not answer in time: a node blocks its thread.
 pub(crate) const LOOP_BLOCKED: &str = "graphloop_loop_blocked_total";
 
+/// The store's pool: connections open, idle, and callers waiting for one.
+pub(crate) const POOL_SIZE: &str = "graphloop_pool_connections";
+/// Idle connections of the store's pool.
+pub(crate) const POOL_AVAILABLE: &str = "graphloop_pool_available";
+/// Callers waiting for a connection of the store's pool.
+pub(crate) const POOL_WAITING: &str = "graphloop_pool_waiting";
+
 /// Describes every metric to the installed recorder (units and help text). Optional:
 /// call it once after installing a recorder to get `# HELP` lines in Prometheus text.
 pub fn describe_metrics() {
@@ -60,6 +67,9 @@ pub fn describe_metrics() {
     describe_histogram!(LOOP_LAG, Unit::Seconds, "A run's loop lag, one sample per answered health probe.");
     describe_gauge!(LOOP_LAG_MAX, Unit::Seconds, "The worst loop lag of the last health check.");
     describe_counter!(LOOP_BLOCKED, "Health probes a run did not answer in time.");
+    describe_gauge!(POOL_SIZE, "Connections the store's pool has open (at the last health check).");
+    describe_gauge!(POOL_AVAILABLE, "Idle connections of the store's pool (at the last health check).");
+    describe_gauge!(POOL_WAITING, "Callers waiting for a pool connection (at the last health check).");
 }
 
 pub(crate) fn run_started(graph: &str) {
@@ -107,6 +117,12 @@ pub(crate) fn probed(lag: Option<Duration>) {
         Some(lag) => metrics::histogram!(LOOP_LAG).record(lag.as_secs_f64()),
         None => metrics::counter!(LOOP_BLOCKED).increment(1),
     }
+}
+
+pub(crate) fn pool(pool: crate::store::PoolStatus) {
+    metrics::gauge!(POOL_SIZE).set(pool.size as f64);
+    metrics::gauge!(POOL_AVAILABLE).set(pool.available as f64);
+    metrics::gauge!(POOL_WAITING).set(pool.waiting as f64);
 }
 
 pub(crate) fn worst_lag(lag: Option<Duration>) {
