@@ -150,6 +150,9 @@ pub struct StoreHealth {
     /// How long the write now in flight has waited for the store (across retries).
     #[serde(rename = "unwritten_for_ms", with = "opt_ms")]
     pub unwritten_for: Option<Duration>,
+    /// How long the last committed write took (write latency).
+    #[serde(rename = "last_commit_ms", with = "opt_ms")]
+    pub last_commit: Option<Duration>,
     /// The store's connection pool (size, available, waiting), if it has one.
     pub pool: Option<crate::store::PoolStatus>,
 }
@@ -510,6 +513,7 @@ pub(crate) fn assess(config: &HealthConfig, measured: Measured, now: SystemTime)
                 last_error: p.last_error,
                 last_write_at: p.last_write_at,
                 unwritten_for,
+                last_commit: p.last_write_at.map(|_| p.last_commit_latency),
                 pool: p.pool,
             }
         }

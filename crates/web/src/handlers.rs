@@ -234,9 +234,11 @@ async fn metrics(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpResp
     Ok(HttpResponse::Ok().insert_header((header::CONTENT_TYPE, PROMETHEUS_TEXT)).body(handle.render()))
 }
 
-/// `GET /openapi.json`: the routes' OpenAPI document (public, like `/health`).
-async fn openapi_document() -> HttpResponse {
-    HttpResponse::Ok().json(crate::openapi())
+/// `GET /openapi.json`: the routes' OpenAPI document.
+async fn openapi_document(req: HttpRequest) -> Result<HttpResponse, WebError> {
+    // Like every route but /health and /metrics, it answers identified callers only.
+    identify(&req)?;
+    Ok(HttpResponse::Ok().json(crate::openapi()))
 }
 
 #[cfg(test)]

@@ -88,10 +88,10 @@ use graphloop_runtime::Engine;
 /// such as `/api`).
 ///
 /// Mounts `/runs`, `/runs/{id}`, `/runs/{id}/events`, `/runs/{id}/cancel`,
-/// `/runs/{id}/resume`, `/health`, `/metrics` and `/openapi.json`. Everything they need (the engine handle, the
-/// configuration, the JSON/path/query error handlers and the body limit) is attached to
-/// these resources only, so the host application's own routes and extractor settings are
-/// left as they are.
+/// `/runs/{id}/resume`, `/health`, `/metrics` and `/openapi.json`. Everything they need
+/// (the engine handle, the configuration, the JSON/path/query error handlers and the body
+/// limit) is attached to these resources only, so the host application's own routes and
+/// extractor settings are left as they are.
 pub fn routes(engine: Engine, config: WebConfig) -> impl FnOnce(&mut web::ServiceConfig) {
     move |cfg| handlers::mount(cfg, engine, config)
 }

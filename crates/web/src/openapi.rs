@@ -16,7 +16,7 @@ pub fn openapi() -> Value {
         "info": {
             "title": "graphloop",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Start, watch, cancel and inspect graphloop workflow runs. Every route but /health, /metrics and /openapi.json needs a bearer token; a caller sees only their own runs (another user's run answers 404)."
+            "description": "Start, watch, cancel and inspect graphloop workflow runs. Every route but /health and /metrics needs a bearer token; a caller sees only their own runs (another user's run answers 404)."
         },
         "security": [{"bearer": []}],
         "paths": {
@@ -115,8 +115,7 @@ pub fn openapi() -> Value {
             "/openapi.json": {
                 "get": {
                     "summary": "This document",
-                    "security": [],
-                    "responses": {"200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}}}
+                    "responses": {"200": {"description": "The OpenAPI document.", "content": {"application/json": {"schema": {"type": "object"}}}}, "401": error("No or unknown bearer token.")}
                 }
             }
         },

@@ -20,7 +20,10 @@ async fn every_documented_operation_answers_as_documented() {
     let h = Harness::start().await;
     let app = test::init_service(App::new().configure(routes(h.engine.clone(), h.config()))).await;
 
-    let (status, served) = call(&app, TestRequest::get().uri("/openapi.json").to_request()).await;
+    let (status, _) = call(&app, TestRequest::get().uri("/openapi.json").to_request()).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "the document is for identified callers");
+    let request = TestRequest::get().uri("/openapi.json").insert_header(("Authorization", ALICE));
+    let (status, served) = call(&app, request.to_request()).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(served, openapi());
     assert_eq!(served["openapi"], "3.1.0");
