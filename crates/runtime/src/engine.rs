@@ -435,7 +435,14 @@ impl Engine {
     /// `cancelled`. Cancelling an ended run is an error saying how it ended.
     pub async fn cancel(&self, run_id: Uuid) -> Result<(), EngineError> {
         if self.inner.supervisor.send(Cancel(run_id)).await? {
-            return Ok(());
+            // The supervisor still counts a run whose actor has just ended (until it hears
+            // of the end): if its end is already recorded, the cancel came too late.
+            return match self.inner.persister.send(ReadRun(run_id)).await?? {
+                Some(run) if run.status.is_terminal() && run.status != RunStatus::Cancelled => {
+                    Err(EngineError::RunFinished { run_id, status: run.status })
+                }
+                _ => Ok(()),
+            };
         }
         match self.inner.persister.send(ReadRun(run_id)).await?? {
             Some(run) if run.status.is_terminal() => Err(EngineError::RunFinished { run_id, status: run.status }),

@@ -633,3 +633,19 @@ async fn an_idempotency_key_starts_one_run_per_user() {
     assert_eq!(alices.len(), 2, "one keyed run and one plain run for alice");
     engine.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn cancelling_a_run_that_has_ended_says_how_it_ended_even_right_after_wait() {
+    let engine = engine(EngineConfig::new()).await;
+    engine.register(eight_nodes()).unwrap();
+    for _ in 0..20 {
+        let run = engine.start_run("eight", &Doc::default(), UserContext::new("u")).await.unwrap();
+        assert_eq!(engine.wait(run).await.unwrap().status, RunStatus::Completed);
+        // The supervisor may not have heard of the end yet: the answer is the same.
+        match engine.cancel(run).await {
+            Err(EngineError::RunFinished { status, .. }) => assert_eq!(status, RunStatus::Completed),
+            other => panic!("cancelling a completed run: {other:?}"),
+        }
+    }
+    engine.shutdown().await.unwrap();
+}
