@@ -5,7 +5,7 @@
 //! Pure functions over parsed labels: reading `labels.json` and `answers.json` is the
 //! caller's business (the CLI's `graphloop eval`).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -341,11 +341,6 @@ pub fn score_answers(state: &ContractState, answers: &BTreeMap<String, String>, 
             scores.parties_expected.add(found.contains(party));
         }
     }
-}
-
-/// The categories covered, by name.
-pub fn category_names() -> BTreeSet<&'static str> {
-    CATEGORIES.iter().map(|(name, _)| *name).collect()
 }
 
 #[cfg(test)]

@@ -317,15 +317,18 @@ impl Engine {
         user: UserContext,
         options: RunOptions,
     ) -> Result<Submitted, EngineError> {
-        let Some(key) = options.idempotency_key.clone() else {
-            return Ok(Submitted { id: self.start_new(graph, input, user, options).await?, created: true });
+        // Keyed starts are serialised: the lookup and the start happen as one.
+        let _serialised = match &options.idempotency_key {
+            Some(key) => {
+                let guard = self.inner.keyed.lock().await;
+                let lookup = ReadRunByKey { user_id: user.user_id.clone(), key: key.clone() };
+                if let Some(run) = self.inner.persister.send(lookup).await?? {
+                    return Ok(Submitted { id: run.id, created: false });
+                }
+                Some(guard)
+            }
+            None => None,
         };
-        let _serialised = self.inner.keyed.lock().await;
-        let earlier =
-            self.inner.persister.send(ReadRunByKey { user_id: user.user_id.clone(), key: key.clone() }).await??;
-        if let Some(run) = earlier {
-            return Ok(Submitted { id: run.id, created: false });
-        }
         Ok(Submitted { id: self.start_new(graph, input, user, options).await?, created: true })
     }
 
