@@ -15,8 +15,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use graphloop::{
-    Batch, Durability, Engine, EngineConfig, EventKind, EventRecord, GraphBuilder, PgStoreConfig, RunEvent, RunRecord,
-    RunStatus, StoreFactory, Update, UserContext, END, START,
+    Batch, CommitUnit, Durability, Engine, EngineConfig, EventKind, EventRecord, GraphBuilder, PgStoreConfig, RunEvent,
+    RunRecord, RunStatus, StoreFactory, Update, UserContext, END, START,
 };
 use serde::{Deserialize, Serialize};
 
@@ -104,7 +104,7 @@ fn store_throughput(
             finished_at: None,
             idempotency_key: None,
         };
-        store.write(&Batch { runs: vec![run.clone()], ..Batch::default() }).await?;
+        store.write(&Batch::of(vec![CommitUnit { run: Some(run.clone()), ..CommitUnit::new(run.id) }])).await?;
         let event = |seq: usize| EventRecord {
             run_id: run.id,
             seq: seq as u64,
@@ -121,7 +121,8 @@ fn store_throughput(
         let mut seq = 1;
         while seq <= events {
             let upto = (seq + batch).min(events + 1);
-            let batch = Batch { events: (seq..upto).map(event).collect(), ..Batch::default() };
+            let batch =
+                Batch::of(vec![CommitUnit { events: (seq..upto).map(event).collect(), ..CommitUnit::new(run.id) }]);
             store.write(&batch).await?;
             seq = upto;
         }

@@ -85,20 +85,27 @@ async fn health_reports_an_unreachable_database_and_recovers() {
     let proxy = Proxy::start(upstream).await;
     let (url, _) = through(&database_url(), proxy.port);
     let store = PgStoreConfig::new(url).schema(&db.schema).pool_size(2).create_timeout(Duration::from_millis(500));
-    let health = HealthConfig::new().store_failures(2);
+    // `Engine::health` answers the monitor's latest report: a short interval makes the
+    // reports follow the outage closely.
+    let health = HealthConfig::new().store_failures(2).interval(Duration::from_millis(50));
     let engine = Engine::start(EngineConfig::new().store(store).health(health)).await.unwrap();
     engine.register(eight_nodes()).unwrap();
     assert_eq!(engine.health().await.unwrap().status, HealthStatus::Healthy);
 
-    // The database goes away; a run started now waits at its first commit.
+    // The database goes away; a start now is answered only once its row is stored.
     proxy.cut();
-    let run = engine.start_run("eight", &Doc::default(), UserContext::new("u")).await.unwrap();
+    let starting = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.start_run("eight", &Doc::default(), UserContext::new("u")).await })
+    };
     let unhealthy = tokio::time::timeout(Duration::from_secs(120), async {
         loop {
             let health = engine.health().await.unwrap();
             if health.status == HealthStatus::Unhealthy {
                 return health;
             }
+            // The next report comes an interval later.
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     })
     .await
@@ -108,13 +115,24 @@ async fn health_reports_an_unreachable_database_and_recovers() {
     assert!(unhealthy.store.last_error.is_some(), "{:?}", unhealthy.store);
     let pool = unhealthy.store.pool.expect("a PostgreSQL store reports its pool");
     assert_eq!(pool.max_size, 2);
-    assert_ne!(engine.status(run).await.unwrap().run.status, RunStatus::Completed);
+    assert!(!starting.is_finished(), "a start was acknowledged while its row could not be stored");
 
-    // It comes back: the run commits and completes, and health recovers.
+    // It comes back: the start is acknowledged, the run completes, and health recovers.
     proxy.restore();
+    let run = starting.await.unwrap().unwrap();
     assert_eq!(engine.wait(run).await.unwrap().status, RunStatus::Completed);
     engine.wait_for_arbiters(0).await.unwrap();
-    let healthy = engine.health().await.unwrap();
+    let healthy = tokio::time::timeout(Duration::from_secs(120), async {
+        loop {
+            let health = engine.health().await.unwrap();
+            if health.running == 0 && health.store.consecutive_failures == 0 {
+                return health;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a report after the run ended");
     assert_eq!(healthy.status, HealthStatus::Healthy, "{:?}", healthy.reasons);
     engine.shutdown().await.unwrap();
     db.drop().await;

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{eight_nodes, log, stored_events, Doc, TestDb};
-use graphloop::{Engine, EngineConfig, GraphBuilder, NodeError, RunStatus, UserContext, END, START};
+use graphloop::{Engine, EngineConfig, EngineError, GraphBuilder, NodeError, RunStatus, UserContext, END, START};
 use tokio::sync::Semaphore;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -18,17 +18,35 @@ async fn a_nul_character_in_a_run_does_not_block_the_store() {
     let db = TestDb::new().await;
     let engine = Engine::start(EngineConfig::new().store(db.store())).await.unwrap();
     engine.register(eight_nodes()).unwrap();
+    // Input PostgreSQL cannot hold as given is refused before it is acknowledged, naming
+    // the field: what is accepted always reads back.
     let awkward = Doc { log: vec!["text from a PDF\u{0}with a NUL".into()], ..Doc::default() };
-    let nul_run = engine.start_run("eight", &awkward, UserContext::new("pdf\u{0}user")).await.unwrap();
+    let refused = engine.start_run("eight", &awkward, UserContext::new("u")).await.unwrap_err();
+    assert!(matches!(refused, EngineError::InvalidInput { .. }), "{refused:?}");
+    assert!(refused.to_string().contains("input.log[0]"), "{refused}");
+    let refused = engine.start_run("eight", &Doc::default(), UserContext::new("pdf\u{0}user")).await.unwrap_err();
+    assert!(refused.to_string().contains("user"), "{refused}");
+    assert_eq!(db.count("SELECT count(*) FROM runs", &[]).await, 0, "nothing refused is stored");
+
+    // A NUL a node produces (text extracted from a PDF) is stored as U+FFFD: it never
+    // blocks the store for this run or any other.
+    let pdf = GraphBuilder::<Doc>::new("pdf")
+        .node("extract", |_s, _ctx| async move { Ok(log("text from a PDF\u{0}with a NUL")) })
+        .edge(START, "extract")
+        .edge("extract", END)
+        .compile()
+        .unwrap();
+    engine.register(pdf).unwrap();
+    let nul_run = engine.start_run("pdf", &Doc::default(), UserContext::new("u")).await.unwrap();
     let other = engine.start_run("eight", &Doc::default(), UserContext::new("other")).await.unwrap();
     for run in [nul_run, other] {
         assert_eq!(engine.wait(run).await.unwrap().status, RunStatus::Completed);
     }
     let report = engine.shutdown().await.unwrap().persister.unwrap();
     assert_eq!(report.write_failures, 0);
-    let input: serde_json::Value =
-        db.client.query_one("SELECT input FROM runs WHERE id = $1", &[&nul_run]).await.unwrap().get(0);
-    assert_eq!(input["log"][0], "text from a PDF\u{FFFD}with a NUL");
+    let output: serde_json::Value =
+        db.client.query_one("SELECT output FROM runs WHERE id = $1", &[&nul_run]).await.unwrap().get(0);
+    assert_eq!(output["log"][0], "text from a PDF\u{FFFD}with a NUL");
     db.drop().await;
 }
 

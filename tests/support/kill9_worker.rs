@@ -85,13 +85,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     engine.register(graph(schema)?)?;
     let ids = match mode.as_str() {
         "start" => {
-            let mut ids = Vec::with_capacity(runs);
-            for i in 0..runs {
-                ids.push(
-                    engine.start_run("kill9", &Work::default(), UserContext::new(format!("user-{}", i % 5))).await?,
-                );
-            }
-            ids
+            // All at once, as clients would: each answers once its run's row is committed.
+            let starts = (0..runs).map(|i| {
+                let user = UserContext::new(format!("user-{}", i % 5));
+                let engine = engine.clone();
+                async move { engine.start_run("kill9", &Work::default(), user).await }
+            });
+            futures_util::future::try_join_all(starts).await?
         }
         "recover" => engine.recover().await?,
         other => return Err(format!("unknown mode `{other}`").into()),

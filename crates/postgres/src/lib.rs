@@ -26,18 +26,22 @@
 
 use std::borrow::Cow;
 use std::rc::Rc;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use futures_util::future::LocalBoxFuture;
 use graphloop_core::{RunEvent, UserContext};
 use graphloop_runtime::{
-    Batch, CheckpointRecord, EventRecord, PoolStatus, RunQuery, RunRecord, RunStatus, RunStorage, Store, StoreError,
-    StoreFactory,
+    Batch, CheckpointRecord, ErrorSource, EventRecord, PoolStatus, RunQuery, RunRecord, RunStatus, RunStorage, Store,
+    StoreError, StoreFactory, Written,
 };
 use serde_json::Value;
+use tokio_postgres::types::{FromSql, Type};
 use tokio_postgres::{NoTls, Row};
 use uuid::Uuid;
+
+mod faithful;
 
 mod migrations {
     refinery::embed_migrations!("migrations");
@@ -194,17 +198,36 @@ fn open_error(e: tokio_postgres::Error) -> StoreError {
     StoreError::Open(db_message(&e))
 }
 
-fn unavailable(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Unavailable(e.to_string())
+/// A pool error: no connection could be had (timeout, connection refused), or the
+/// database refused the connection.
+fn pool_error(e: deadpool_postgres::PoolError) -> StoreError {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => db_error(e),
+        other => StoreError::Unavailable { message: other.to_string(), code: None, source: Some(Arc::new(other)) },
+    }
 }
 
+/// Tells an outage from data PostgreSQL refuses for good, by the error's SQLSTATE class:
+/// data exceptions (22), integrity violations (23), syntax or access rule violations (42)
+/// and program limits (54) fail the same way every time; connection failures (08),
+/// rollbacks (40: serialization failures, deadlocks), insufficient resources (53),
+/// operator intervention (57), system errors (58), internal errors (XX) and errors with
+/// no database code (the connection broke) may pass on a retry.
 fn db_error(e: tokio_postgres::Error) -> StoreError {
-    StoreError::Unavailable(db_message(&e))
+    let message = db_message(&e);
+    let code = e.code().map(|code| code.code().to_owned());
+    let permanent = code.as_deref().is_some_and(|code| ["22", "23", "42", "54"].contains(&&code[..2.min(code.len())]));
+    let source: Option<ErrorSource> = Some(Arc::new(e));
+    if permanent {
+        StoreError::Refused { message, code, source }
+    } else {
+        StoreError::Unavailable { message, code, source }
+    }
 }
 
 fn db_message(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => format!("{}: {}", db.code().code(), db.message()),
+        Some(db) => db.message().to_owned(),
         None => e.to_string(),
     }
 }
@@ -318,8 +341,8 @@ const RUN_COLUMNS: &str = "id, graph, graph_version, user_id, tenant, roles, sta
                            step, percent, created_at, updated_at, started_at, finished_at, durability, idempotency_key";
 
 impl PgStore {
-    async fn write_batch(&self, batch: &Batch) -> Result<(), StoreError> {
-        let mut client = self.pool.get().await.map_err(unavailable)?;
+    async fn write_batch(&self, batch: &Batch) -> Result<Written, StoreError> {
+        let mut client = self.pool.get().await.map_err(pool_error)?;
         let tx = client.transaction().await.map_err(db_error)?;
         // The statements are independent of each other's results: they are sent together
         // (tokio-postgres pipelines concurrent queries on one connection) and run in order.
@@ -334,7 +357,7 @@ impl PgStore {
             .await
             .map_err(db_error)?;
 
-        let runs = &batch.runs;
+        let runs: Vec<&RunRecord> = batch.runs().collect();
         let run_ids: Vec<Uuid> = runs.iter().map(|r| r.id).collect();
         let graphs: Vec<Cow<'_, str>> = runs.iter().map(|r| clean_text(&r.graph)).collect();
         let graphs: Vec<&str> = graphs.iter().map(AsRef::as_ref).collect();
@@ -363,7 +386,7 @@ impl PgStore {
             runs.iter().map(|r| r.idempotency_key.as_deref().map(clean_text)).collect();
         let keys: Vec<Option<&str>> = keys.iter().map(|k| k.as_deref()).collect();
 
-        let updates = &batch.run_updates;
+        let updates = batch.run_updates();
         let update_ids: Vec<Uuid> = updates.iter().map(|u| u.id).collect();
         let update_statuses: Vec<&str> = updates.iter().map(|u| u.status.as_str()).collect();
         let update_outputs: Vec<Option<Cow<'_, Value>>> =
@@ -378,7 +401,7 @@ impl PgStore {
         let update_started: Vec<Option<SystemTime>> = updates.iter().map(|u| u.started_at).collect();
         let update_finished: Vec<Option<SystemTime>> = updates.iter().map(|u| u.finished_at).collect();
 
-        let events = &batch.events;
+        let events: Vec<&EventRecord> = batch.events().collect();
         let event_runs: Vec<Uuid> = events.iter().map(|e| e.run_id).collect();
         let seqs: Vec<i64> = events.iter().map(|e| to_i64(e.seq)).collect();
         let event_users: Vec<Cow<'_, str>> = events.iter().map(|e| clean_text(&e.user_id)).collect();
@@ -392,17 +415,17 @@ impl PgStore {
             .iter()
             .map(|e| serde_json::to_value(&e.event).map(cleaned))
             .collect::<Result<_, _>>()
-            .map_err(unavailable)?;
+            .map_err(|e| StoreError::refused(format!("cannot serialize: {e}")))?;
         let event_at: Vec<SystemTime> = events.iter().map(|e| e.at).collect();
 
-        let checkpoints = &batch.checkpoints;
+        let checkpoints = batch.checkpoints();
         let checkpoint_runs: Vec<Uuid> = checkpoints.iter().map(|c| c.run_id).collect();
         let checkpoint_steps: Vec<i64> = checkpoints.iter().map(|c| to_i64(c.checkpoint.step)).collect();
         let checkpoint_data: Vec<Value> = checkpoints
             .iter()
             .map(|c| serde_json::to_value(&c.checkpoint).map(cleaned))
             .collect::<Result<_, _>>()
-            .map_err(unavailable)?;
+            .map_err(|e| StoreError::refused(format!("cannot serialize: {e}")))?;
         let checkpoint_at: Vec<SystemTime> = checkpoints.iter().map(|c| c.at).collect();
 
         let insert_runs = async {
@@ -482,34 +505,64 @@ impl PgStore {
                 .await
         };
         // After the checkpoints: a run that ended in this batch keeps only its last one.
+        let prune_runs = batch.prune_to_last();
         let prune = async {
-            if batch.prune_to_last.is_empty() {
+            if prune_runs.is_empty() {
                 return Ok(0);
             }
-            tx.execute(&prune_to_last, &[&batch.prune_to_last]).await
+            tx.execute(&prune_to_last, &[&prune_runs]).await
         };
-        futures_util::future::try_join5(insert_runs, update_runs, insert_events, insert_checkpoints, prune)
-            .await
-            .map_err(db_error)?;
-        tx.commit().await.map_err(db_error)
+        // After the inserts, in the same transaction: the run each new keyed row's (user,
+        // key) names. A row another transaction inserted first made ours a no-op (the
+        // insert waited for it to commit), and this statement's snapshot sees it.
+        let (key_users, key_values): (Vec<&str>, Vec<&str>) =
+            run_users.iter().zip(&keys).filter_map(|(user, key)| Some((*user, (*key)?))).unzip();
+        let keyed = async {
+            if key_users.is_empty() {
+                return Ok(Vec::new());
+            }
+            let sql = format!(
+                "SELECT {RUN_COLUMNS} FROM runs
+                  WHERE (user_id, idempotency_key) IN (SELECT * FROM UNNEST($1::text[], $2::text[]))"
+            );
+            tx.query(&sql, &[&key_users, &key_values]).await
+        };
+        let ((_, _, _, _, _), keyed) = futures_util::future::try_join(
+            futures_util::future::try_join5(insert_runs, update_runs, insert_events, insert_checkpoints, prune),
+            keyed,
+        )
+        .await
+        .map_err(db_error)?;
+        let mut written = Written::default();
+        for row in &keyed {
+            let stored = run_from_row(row)?;
+            let ours = runs
+                .iter()
+                .find(|r| r.user.user_id == stored.user.user_id && r.idempotency_key == stored.idempotency_key);
+            if let Some(ours) = ours.filter(|ours| ours.id != stored.id) {
+                written.existing.push((ours.id, stored));
+            }
+        }
+        tx.commit().await.map_err(db_error)?;
+        Ok(written)
     }
 
     async fn read_run_by_key(&self, user_id: &str, key: &str) -> Result<Option<RunRecord>, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pool_error)?;
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE user_id = $1 AND idempotency_key = $2");
         let row = client.query_opt(&sql, &[&clean_text(user_id), &clean_text(key)]).await.map_err(db_error)?;
         row.as_ref().map(run_from_row).transpose()
     }
 
     async fn read_run(&self, id: Uuid) -> Result<Option<RunRecord>, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pool_error)?;
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
         let row = client.query_opt(&sql, &[&id]).await.map_err(db_error)?;
         row.as_ref().map(run_from_row).transpose()
     }
 
     async fn read_events(&self, run_id: Uuid, from_seq: u64, limit: usize) -> Result<Vec<EventRecord>, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pool_error)?;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         let rows = client
             .query(
@@ -520,11 +573,14 @@ impl PgStore {
             .map_err(db_error)?;
         rows.iter()
             .map(|row| {
-                let event: RunEvent = serde_json::from_value(row.try_get("data").map_err(corrupt)?)
-                    .map_err(|e| StoreError::Corrupt(format!("event data: {e}")))?;
+                let seq = to_u64(row.try_get("seq").map_err(corrupt)?, "seq")?;
+                let JsonText(data) = row.try_get("data").map_err(corrupt)?;
+                let event: RunEvent = faithful::decode(data)
+                    .and_then(|data| serde_json::from_value(data).map_err(|e| e.to_string()))
+                    .map_err(|e| StoreError::Corrupt(format!("run {run_id}, event {seq}: {e}")))?;
                 Ok(EventRecord {
                     run_id: row.try_get("run_id").map_err(corrupt)?,
-                    seq: to_u64(row.try_get("seq").map_err(corrupt)?, "seq")?,
+                    seq,
                     user_id: row.try_get("user_id").map_err(corrupt)?,
                     at: row.try_get("at").map_err(corrupt)?,
                     event,
@@ -534,7 +590,7 @@ impl PgStore {
     }
 
     async fn list_runs(&self, query: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pool_error)?;
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs
               WHERE user_id = $1 AND ($2::text IS NULL OR status = $2) AND ($3::text IS NULL OR graph = $3)
@@ -547,11 +603,11 @@ impl PgStore {
             .query(&sql, &[&query.user_id, &status, &query.graph, &query.before, &limit])
             .await
             .map_err(db_error)?;
-        rows.iter().map(run_from_row).collect()
+        Ok(runs_from_rows(&rows))
     }
 
     async fn delete_expired_checkpoints(&self, finished_before: SystemTime) -> Result<u64, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pool_error)?;
         client
             .execute(
                 "DELETE FROM checkpoints AS c USING runs AS r
@@ -563,7 +619,7 @@ impl PgStore {
     }
 
     async fn read_storage(&self, run_id: Uuid) -> Result<RunStorage, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
             .query_one(
                 "SELECT (SELECT count(*) FROM events WHERE run_id = $1),
@@ -584,15 +640,15 @@ impl PgStore {
     }
 
     async fn read_unfinished(&self) -> Result<Vec<RunRecord>, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pool_error)?;
         let sql =
             format!("SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running', 'interrupted') ORDER BY id");
         let rows = client.query(&sql, &[]).await.map_err(db_error)?;
-        rows.iter().map(run_from_row).collect()
+        Ok(runs_from_rows(&rows))
     }
 
     async fn read_last_seq(&self, run_id: Uuid) -> Result<u64, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
             .query_one("SELECT coalesce(max(seq), 0) FROM events WHERE run_id = $1", &[&run_id])
             .await
@@ -601,7 +657,7 @@ impl PgStore {
     }
 
     async fn read_latest_checkpoint(&self, run_id: Uuid) -> Result<Option<CheckpointRecord>, StoreError> {
-        let client = self.pool.get().await.map_err(unavailable)?;
+        let client = self.pool.get().await.map_err(pool_error)?;
         let row = client
             .query_opt(
                 "SELECT data, created_at FROM checkpoints WHERE run_id = $1 ORDER BY step DESC LIMIT 1",
@@ -612,8 +668,10 @@ impl PgStore {
         let Some(row) = row else {
             return Ok(None);
         };
-        let checkpoint = serde_json::from_value(row.try_get("data").map_err(corrupt)?)
-            .map_err(|e| StoreError::Corrupt(format!("checkpoint data: {e}")))?;
+        let JsonText(data) = row.try_get("data").map_err(corrupt)?;
+        let checkpoint = faithful::decode(data)
+            .and_then(|data| serde_json::from_value(data).map_err(|e| e.to_string()))
+            .map_err(|e| StoreError::Corrupt(format!("run {run_id}, latest checkpoint: {e}")))?;
         Ok(Some(CheckpointRecord { run_id, checkpoint, at: row.try_get("created_at").map_err(corrupt)? }))
     }
 }
@@ -622,14 +680,86 @@ fn corrupt(e: tokio_postgres::Error) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
+/// A jsonb (or json) column's text as PostgreSQL sent it, parsed here with
+/// [`faithful::decode`] rather than by tokio-postgres: one value serde_json cannot read
+/// (a number out of its range, say) then costs that value, not the row.
+struct JsonText<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for JsonText<'a> {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        if *ty != Type::JSONB {
+            return Ok(Self(raw));
+        }
+        // jsonb's binary form: a version byte (1), then the text.
+        match raw.split_first() {
+            Some((1, text)) => Ok(Self(text)),
+            _ => Err("unsupported jsonb binary format version".into()),
+        }
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        *ty == Type::JSONB || *ty == Type::JSON
+    }
+}
+
+/// A run's jsonb column. A value that cannot be read back comes back as a string saying
+/// so, why, and what is stored: the row still lists, and the run, resumed, fails with
+/// that reason (a string is no graph's state), where an object might deserialize into
+/// a state of defaults and run on it.
+fn json_column(row: &Row, run_id: Uuid, column: &str) -> Result<Option<Value>, StoreError> {
+    let Some(JsonText(text)) = row.try_get(column).map_err(corrupt)? else {
+        return Ok(None);
+    };
+    Ok(Some(faithful::decode(text).unwrap_or_else(|reason| {
+        tracing::warn!(%run_id, column, %reason, "a stored value cannot be read back");
+        unreadable(column, &reason, text)
+    })))
+}
+
+/// What stands for a stored value that cannot be read back (see [`json_column`]).
+fn unreadable(column: &str, reason: &str, text: &[u8]) -> Value {
+    const SHOWN: usize = 1000;
+    let text = String::from_utf8_lossy(text);
+    let shown = match text.char_indices().nth(SHOWN) {
+        Some((at, _)) => format!("{}… ({} bytes in all)", &text[..at], text.len()),
+        None => text.into_owned(),
+    };
+    Value::String(format!("graphloop cannot read back the stored {column} ({reason}); stored as: {shown}"))
+}
+
+/// The rows that make run records. A row that cannot (an unknown status, say) is left
+/// out with a warning naming the run: one bad row never fails a listing or recovery.
+fn runs_from_rows(rows: &[Row]) -> Vec<RunRecord> {
+    rows.iter()
+        .filter_map(|row| {
+            run_from_row(row)
+                .map_err(|error| tracing::warn!(%error, "a stored run cannot be read; left out of the listing"))
+                .ok()
+        })
+        .collect()
+}
+
 fn run_from_row(row: &Row) -> Result<RunRecord, StoreError> {
-    let roles: Value = row.try_get("roles").map_err(corrupt)?;
-    let roles = serde_json::from_value(roles).map_err(|e| StoreError::Corrupt(format!("roles: {e}")))?;
+    let id: Uuid = row.try_get("id").map_err(corrupt)?;
+    run_fields_from_row(row, id).map_err(|e| match e {
+        StoreError::Corrupt(reason) => StoreError::Corrupt(format!("run {id}: {reason}")),
+        other => other,
+    })
+}
+
+fn run_fields_from_row(row: &Row, id: Uuid) -> Result<RunRecord, StoreError> {
+    // Fewer roles grant less: a list that cannot be read grants nothing.
+    let roles = json_column(row, id, "roles")?.map_or_else(Vec::new, |roles| {
+        serde_json::from_value(roles).unwrap_or_else(|error| {
+            tracing::warn!(run_id = %id, %error, "a run's stored roles cannot be read; taken as none");
+            Vec::new()
+        })
+    });
     let status: String = row.try_get("status").map_err(corrupt)?;
     let durability: String = row.try_get("durability").map_err(corrupt)?;
     let version: i32 = row.try_get("graph_version").map_err(corrupt)?;
     Ok(RunRecord {
-        id: row.try_get("id").map_err(corrupt)?,
+        id,
         graph: row.try_get("graph").map_err(corrupt)?,
         graph_version: u32::try_from(version).map_err(|_| StoreError::Corrupt(format!("graph version {version}")))?,
         user: UserContext {
@@ -639,9 +769,9 @@ fn run_from_row(row: &Row) -> Result<RunRecord, StoreError> {
         },
         durability: durability.parse().map_err(StoreError::Corrupt)?,
         status: status.parse()?,
-        input: row.try_get("input").map_err(corrupt)?,
-        output: row.try_get("output").map_err(corrupt)?,
-        error: row.try_get("error").map_err(corrupt)?,
+        input: json_column(row, id, "input")?.unwrap_or(Value::Null),
+        output: json_column(row, id, "output")?,
+        error: json_column(row, id, "error")?,
         step: to_u64(row.try_get("step").map_err(corrupt)?, "step")?,
         percent: row.try_get("percent").map_err(corrupt)?,
         created_at: row.try_get("created_at").map_err(corrupt)?,
@@ -653,12 +783,39 @@ fn run_from_row(row: &Row) -> Result<RunRecord, StoreError> {
 }
 
 impl Store for PgStore {
-    fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<(), StoreError>> {
+    fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<Written, StoreError>> {
         Box::pin(self.write_batch(batch))
     }
 
     fn run(&self, id: Uuid) -> LocalBoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
         Box::pin(self.read_run(id))
+    }
+
+    /// Refuses what would not read back as given: NUL (which PostgreSQL's text and jsonb
+    /// cannot hold) in the input, the graph, the user or the key; numbers PostgreSQL's
+    /// numeric prints in a form serde_json reads as another number or not at all;
+    /// nesting too deep to read. The message names the field as a JSON path.
+    fn admit(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let refused = |e: faithful::Unfaithful| StoreError::refused(e.to_string());
+        faithful::check_text("graph", &run.graph).map_err(refused)?;
+        faithful::check_text("user.user_id", &run.user.user_id).map_err(refused)?;
+        if let Some(tenant) = &run.user.tenant {
+            faithful::check_text("user.tenant", tenant).map_err(refused)?;
+        }
+        for (i, role) in run.user.roles.iter().enumerate() {
+            faithful::check_text(&format!("user.roles[{i}]"), role).map_err(refused)?;
+        }
+        if let Some(key) = &run.idempotency_key {
+            faithful::check_text("idempotency_key", key).map_err(refused)?;
+        }
+        faithful::check("input", &run.input).map_err(refused)?;
+        if let Some(output) = &run.output {
+            faithful::check("output", output).map_err(refused)?;
+        }
+        if let Some(error) = &run.error {
+            faithful::check("error", error).map_err(refused)?;
+        }
+        Ok(())
     }
 
     fn pool(&self) -> Option<PoolStatus> {

@@ -276,6 +276,14 @@ pub struct PersisterConfig {
     pub subscriber_capacity: usize,
     /// What is kept of finished runs' checkpoints.
     pub retention: Retention,
+    /// The longest a read (a run, a listing, events) waits for the store before it fails
+    /// as unavailable (HTTP 503 with `Retry-After`): reads never wait on writes, nor on an
+    /// outage for longer than this.
+    pub read_timeout: Duration,
+    /// A failpoint for crash tests: the process aborts right after this many commits,
+    /// before anyone hears of the last one (as `kill -9` would hit it).
+    #[doc(hidden)]
+    pub crash_after_commits: Option<u64>,
 }
 
 impl Default for PersisterConfig {
@@ -288,11 +296,28 @@ impl Default for PersisterConfig {
             retry_max: Duration::from_secs(5),
             subscriber_capacity: 4_096,
             retention: Retention::KeepLast,
+            read_timeout: Duration::from_secs(5),
+            crash_after_commits: None,
         }
     }
 }
 
 impl PersisterConfig {
+    /// Aborts the process right after the `commits`-th commit (crash tests only).
+    #[doc(hidden)]
+    #[must_use]
+    pub fn crash_after_commits(mut self, commits: u64) -> Self {
+        self.crash_after_commits = Some(commits);
+        self
+    }
+
+    /// How long a read may wait for the store (at least 1 ms).
+    #[must_use]
+    pub fn read_timeout(mut self, limit: Duration) -> Self {
+        self.read_timeout = limit.max(Duration::from_millis(1));
+        self
+    }
+
     /// Flush when `rows` are waiting.
     #[must_use]
     pub fn batch_size(mut self, rows: usize) -> Self {
@@ -370,8 +395,9 @@ impl HealthConfig {
         }
     }
 
-    /// How often the monitor probes on its own (5 s; at least 1 ms). It logs each change
-    /// of status; `Engine::health` probes at once whatever this is.
+    /// How often the monitor probes (5 s; at least 1 ms), one probe at a time. It logs
+    /// each change of status; `Engine::health` answers its latest report, so this is how
+    /// old a report may be (plus the probe's own time, bounded by `blocked_after`).
     #[must_use]
     pub fn interval(mut self, interval: Duration) -> Self {
         self.interval = interval.max(Duration::from_millis(1));

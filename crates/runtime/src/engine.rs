@@ -14,15 +14,16 @@ use uuid::Uuid;
 
 use crate::config::{Durability, EngineConfig};
 use crate::error::EngineError;
-use crate::health::{CheckHealth, Health, HealthMonitor};
+use crate::health::{Health, HealthMonitor, ProbeNow, Reports};
 use crate::persister::{
     Flush, GetStats, ListRuns, ListUnfinished, PersisterStats, ProgressPersister, PruneNow, ReadEvents, ReadRun,
-    ReadRunByKey, ReadStorage, RecordEnd, Streamed, Subscribe,
+    ReadStorage, RecordEnd, Streamed, Subscribe,
 };
 use crate::run::{ErasedGraph, RunSnapshot};
 use crate::store::{EventRecord, RunQuery, RunRecord, RunStatus, RunStorage};
 use crate::supervisor::{
-    Cancel, GetSupervisorStats, PanicRun, Reaper, Recover, Shutdown, Snapshot, StartRun, Supervisor, SupervisorStats,
+    Cancel, GetSupervisorStats, PanicRun, Reaper, Recover, Shutdown, Snapshot, StartRun, Started, Supervisor,
+    SupervisorStats,
 };
 
 /// The handle to a running engine: cheap to clone, usable from any thread and any
@@ -117,9 +118,10 @@ pub struct Submitted {
 struct Inner {
     supervisor: Addr<Supervisor>,
     persister: Addr<ProgressPersister>,
-    monitor: Addr<HealthMonitor>,
-    /// How long a health check may take before the monitor counts as unanswering.
-    health_timeout: Duration,
+    /// The health monitor's latest report.
+    health: Reports,
+    /// How old the latest report may be before the monitor counts as unanswering.
+    health_stale_after: Duration,
     graphs: RwLock<Registry>,
     durability: Durability,
     system: System,
@@ -127,9 +129,6 @@ struct Inner {
     arbiters: watch::Receiver<usize>,
     shutdown_timeout: Duration,
     finish_timeout: Duration,
-    /// Held while a keyed run is looked up and started, so that two starts with the same
-    /// key in this process cannot both start a run.
-    keyed: tokio::sync::Mutex<()>,
 }
 
 impl Drop for Inner {
@@ -172,8 +171,14 @@ impl Engine {
             finish_timeout,
         } = config;
         // The monitor bounds each of its two rounds (actors' figures, then run probes) by
-        // `blocked_after`; past twice that and a margin, its own thread is blocked.
-        let health_timeout = health.blocked_after.saturating_mul(2).saturating_add(Duration::from_secs(1));
+        // `blocked_after`, and starts one every interval: with no report for two intervals
+        // past twice that and a margin, its own thread is blocked.
+        let health_stale_after = health
+            .interval
+            .saturating_mul(2)
+            .saturating_add(health.blocked_after.saturating_mul(2))
+            .saturating_add(Duration::from_secs(1));
+        let (reports_tx, reports) = watch::channel(None);
 
         let (reaper, arbiters, reaper_thread) =
             Reaper::start().map_err(|e| EngineError::Unavailable(format!("cannot start the reaper thread: {e}")))?;
@@ -193,7 +198,7 @@ impl Engine {
                     let supervisor = Supervisor::new(admission, persister.clone(), reaper, restarts).start();
                     // On the System's own arbiter, never on a run's: a blocked run cannot
                     // block its own diagnosis.
-                    let monitor = HealthMonitor::new(health, supervisor.clone(), persister.clone()).start();
+                    let monitor = HealthMonitor::new(health, supervisor.clone(), persister.clone(), reports_tx).start();
                     let _ = started_tx.send((System::current(), supervisor, persister, monitor));
                     persister_arbiter
                 });
@@ -210,8 +215,8 @@ impl Engine {
             inner: Arc::new(Inner {
                 supervisor,
                 persister,
-                monitor,
-                health_timeout,
+                health: reports,
+                health_stale_after,
                 graphs: RwLock::new(HashMap::new()),
                 durability,
                 system,
@@ -219,11 +224,18 @@ impl Engine {
                 arbiters,
                 shutdown_timeout,
                 finish_timeout,
-                keyed: tokio::sync::Mutex::new(()),
             }),
         };
         match ready_rx.await {
-            Ok(Ok(())) => Ok(engine),
+            Ok(Ok(())) => {
+                // The first report, probed now that the store is open: `health` answers
+                // from the start.
+                let asked = std::time::Instant::now();
+                monitor.do_send(ProbeNow);
+                let mut reports = engine.inner.health.clone();
+                let _ = reports.wait_for(|report| report.as_ref().is_some_and(|r| r.started >= asked)).await;
+                Ok(engine)
+            }
             Ok(Err(error)) => {
                 engine.stop_threads(finish_timeout).await;
                 Err(EngineError::Store(error))
@@ -310,6 +322,10 @@ impl Engine {
     /// this call: with an idempotency key the user has used before (a retried request),
     /// it returns that run, `created: false`, and starts nothing. Keys are per user and
     /// stored with the run, so they hold across processes.
+    ///
+    /// Answers only once the run's row (with its key) is committed: a run this returns is
+    /// never lost, whatever happens to the process next. Input the store cannot hold
+    /// faithfully is refused here ([`EngineError::InvalidInput`], naming the field).
     pub async fn submit(
         &self,
         graph: &str,
@@ -317,28 +333,6 @@ impl Engine {
         user: UserContext,
         options: RunOptions,
     ) -> Result<Submitted, EngineError> {
-        // Keyed starts are serialised: the lookup and the start happen as one.
-        let _serialised = match &options.idempotency_key {
-            Some(key) => {
-                let guard = self.inner.keyed.lock().await;
-                let lookup = ReadRunByKey { user_id: user.user_id.clone(), key: key.clone() };
-                if let Some(run) = self.inner.persister.send(lookup).await?? {
-                    return Ok(Submitted { id: run.id, created: false });
-                }
-                Some(guard)
-            }
-            None => None,
-        };
-        Ok(Submitted { id: self.start_new(graph, input, user, options).await?, created: true })
-    }
-
-    async fn start_new(
-        &self,
-        graph: &str,
-        input: &impl Serialize,
-        user: UserContext,
-        options: RunOptions,
-    ) -> Result<Uuid, EngineError> {
         let Registered { graph, durability } = self.graph(graph, options.version)?;
         let input = serde_json::to_value(input)
             .map_err(|e| EngineError::InvalidInput { graph: graph.name().to_owned(), reason: e.to_string() })?;
@@ -364,9 +358,16 @@ impl Engine {
             finished_at: None,
             idempotency_key: options.idempotency_key,
         };
-        let id = record.id;
-        self.inner.supervisor.send(StartRun { record, graph }).await??;
-        Ok(id)
+        let graph_name = record.graph.clone();
+        // A keyed start is one insert-or-return on the store's unique (user, key) index,
+        // written with the other rows of its group commit: no lock serialises keyed starts.
+        match self.inner.supervisor.send(StartRun { record, graph }).await? {
+            Ok(Started { run, created }) => Ok(Submitted { id: run.id, created }),
+            Err(EngineError::Store(refused)) if !refused.is_transient() => {
+                Err(EngineError::InvalidInput { graph: graph_name, reason: refused.to_string() })
+            }
+            Err(error) => Err(error),
+        }
     }
 
     /// Resumes the runs an earlier process left unfinished (`queued`, `running` or
@@ -435,7 +436,8 @@ impl Engine {
     }
 
     /// Cancels a run: its running node futures are dropped at once, and it ends
-    /// `cancelled`. Cancelling an ended run is an error saying how it ended.
+    /// `cancelled`. A run parked `waiting` for an answer or `interrupted` by a shutdown
+    /// ends `cancelled` at once. Cancelling an ended run is an error saying how it ended.
     pub async fn cancel(&self, run_id: Uuid) -> Result<(), EngineError> {
         if self.inner.supervisor.send(Cancel(run_id)).await? {
             // The supervisor still counts a run whose actor has just ended (until it hears
@@ -448,6 +450,15 @@ impl Engine {
             };
         }
         match self.inner.persister.send(ReadRun(run_id)).await?? {
+            // Parked: no actor holds it, so the run ends here, durably.
+            Some(mut run) if matches!(run.status, RunStatus::Waiting | RunStatus::Interrupted) => {
+                run.status = RunStatus::Cancelled;
+                run.updated_at = SystemTime::now();
+                run.finished_at = Some(run.updated_at);
+                self.inner.persister.send(RecordEnd { run, kind: graphloop_core::EventKind::RunCancelled }).await?;
+                self.inner.persister.send(Flush).await??;
+                Ok(())
+            }
             Some(run) if run.status.is_terminal() => Err(EngineError::RunFinished { run_id, status: run.status }),
             // Between its actor's end and the supervisor's bookkeeping: nothing to cancel.
             Some(run) => Err(EngineError::RunFinished { run_id, status: run.status }),
@@ -482,15 +493,13 @@ impl Engine {
             while let Some(item) = events.next().await {
                 if let Streamed::Event(record) = item {
                     next_seq = record.seq + 1;
+                    // Subscribers see an event once it is committed, and the run's row
+                    // commits with it: the row read now is the final one.
                     if record.event.kind.is_terminal() {
-                        // Subscribers see events once accepted; `wait` returns once they
-                        // are stored. The final row travels with the final event.
-                        self.inner.persister.send(Flush).await??;
                         return Ok(self.status(run_id).await?.run);
                     }
                     if matches!(record.event.kind, graphloop_core::EventKind::RunWaiting { .. }) {
                         // Waiting for an answer (unless it was answered since).
-                        self.inner.persister.send(Flush).await??;
                         let run = self.status(run_id).await?.run;
                         if run.status == RunStatus::Waiting {
                             return Ok(run);
@@ -523,11 +532,11 @@ impl Engine {
         self.inner.persister.send(PruneNow).await?
     }
 
-    /// One user's runs, newest first, as of this call: what the persister has accepted is
-    /// written first, so a run that has ended (its final event seen by a subscriber) is
-    /// listed as ended.
+    /// One user's runs, newest first: the committed rows, with the changes the persister
+    /// has accepted since applied. A run that has ended (its final event seen by a
+    /// subscriber) is listed as ended. Never waits on writes; with the store down, fails
+    /// as unavailable after `PersisterConfig::read_timeout`.
     pub async fn list_runs(&self, query: RunQuery) -> Result<Vec<RunRecord>, EngineError> {
-        self.inner.persister.send(Flush).await??;
         self.inner.persister.send(ListRuns(query)).await?
     }
 
@@ -538,21 +547,30 @@ impl Engine {
         Ok(EngineStats { supervisor, persister, arbiters: *self.inner.arbiters.borrow() })
     }
 
-    /// Probes the engine now and reports its health: every live run's loop lag (a run
-    /// whose node blocks its thread is named), runs that emitted nothing for long, the
-    /// queue against its capacity, and the persister's backlog and store failures, with
-    /// reasons and recommendations (see [`HealthConfig`](crate::HealthConfig)).
+    /// The engine's health: every live run's loop lag (a run whose node blocks its
+    /// thread is named), runs that emitted nothing for long, the queue against its
+    /// capacity, and the persister's backlog and store failures, with reasons and
+    /// recommendations (see [`HealthConfig`](crate::HealthConfig)).
     ///
-    /// Answers within about twice `HealthConfig::blocked_after`, even with a run's thread
-    /// blocked or the database down; should the engine's own thread be blocked, the
-    /// report says so (`Unhealthy`). Fails only once the engine has shut down.
+    /// The report is the health monitor's latest: it probes every
+    /// `HealthConfig::interval`, one probe at a time, so the report is at most about an
+    /// interval old. Asking starts no probe and waits for none, so any number of callers
+    /// cost the engine nothing. Should the monitor publish nothing for two intervals
+    /// (past its probe's bound), the engine's own thread is blocked, and the report says
+    /// so (`Unhealthy`). Fails only once the engine has shut down.
     pub async fn health(&self) -> Result<Health, EngineError> {
-        let limit = self.inner.health_timeout;
-        match within(limit, self.inner.monitor.send(CheckHealth)).await {
-            Some(Ok(health)) => Ok(health),
-            Some(Err(error)) => Err(error.into()),
-            None => Ok(Health::unanswered(limit)),
+        let reports = &self.inner.health;
+        // The monitor (the sender) is gone once the engine's System has stopped.
+        if reports.has_changed().is_err() {
+            return Err(EngineError::ShuttingDown);
         }
+        let latest = reports.borrow();
+        Ok(match latest.as_ref() {
+            Some(report) if report.published.elapsed() <= self.inner.health_stale_after => report.health.clone(),
+            Some(report) => Health::unanswered(report.published.elapsed()),
+            // Not reachable once `start` has returned (it waits for the first report).
+            None => Health::unanswered(Duration::ZERO),
+        })
     }
 
     /// Waits until at most `count` run arbiters are alive (their threads joined).

@@ -1,8 +1,9 @@
 //! The HealthMonitor: what is wrong with the engine right now, in words an operator can
 //! act on.
 //!
-//! Every [`HealthConfig`] interval, and whenever [`Engine::health`](crate::Engine::health)
-//! asks, it measures:
+//! Every [`HealthConfig`] interval (and once as soon as the engine has started), one
+//! probe at a time, it measures what follows and publishes the report, which
+//! [`Engine::health`](crate::Engine::health) answers from:
 //! - each live run's **loop lag**: how long its `AnalysisActor` takes to answer a probe
 //!   message. A run's actor answers between awaits, so a long lag means a node works
 //!   without awaiting, and no answer at all means a node is blocking the run's thread.
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 use actix::prelude::*;
 use futures_util::future::join_all;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::config::HealthConfig;
@@ -157,35 +159,77 @@ pub struct StoreHealth {
     pub pool: Option<crate::store::PoolStatus>,
 }
 
-/// Probes now and answers the report.
+/// Asks the monitor for a report whose probe starts after this message arrives: at once
+/// if no probe is in flight, else right after the one in flight (so a probe is never
+/// doubled). The report is published like every other.
 #[derive(Message)]
-#[rtype(result = "Health")]
-pub(crate) struct CheckHealth;
+#[rtype(result = "()")]
+pub(crate) struct ProbeNow;
 
-/// Probes the engine periodically and on demand. See the module docs.
+/// A published report: what [`Engine::health`](crate::Engine::health) answers.
+#[derive(Debug, Clone)]
+pub(crate) struct Report {
+    pub(crate) health: Health,
+    /// When its probe started.
+    pub(crate) started: Instant,
+    /// When it was published.
+    pub(crate) published: Instant,
+}
+
+/// The monitor's reports as they are published (`None` until the first).
+pub(crate) type Reports = watch::Receiver<Option<Report>>;
+
+/// Probes the engine every interval, one probe at a time, and publishes the latest report
+/// on a `watch` channel. See the module docs.
+///
+/// Callers read the latest report; none of them starts a probe or waits for one. A probe
+/// per request would let a client flood the engine (and its runs' mailboxes) through an
+/// open `/health`; a report at most an interval old is as useful to an operator.
 pub(crate) struct HealthMonitor {
     config: HealthConfig,
     supervisor: Addr<Supervisor>,
     persister: Addr<ProgressPersister>,
+    reports: watch::Sender<Option<Report>>,
     /// The status of the last report, to log changes.
     last: HealthStatus,
-    /// A periodic check is in flight (they never pile up behind a slow one).
+    /// A probe is in flight (they never pile up behind a slow one).
     checking: bool,
+    /// A probe was asked for while one was in flight: start another once it ends.
+    again: bool,
 }
 
 impl HealthMonitor {
-    pub(crate) fn new(config: HealthConfig, supervisor: Addr<Supervisor>, persister: Addr<ProgressPersister>) -> Self {
-        Self { config, supervisor, persister, last: HealthStatus::Healthy, checking: false }
+    pub(crate) fn new(
+        config: HealthConfig,
+        supervisor: Addr<Supervisor>,
+        persister: Addr<ProgressPersister>,
+        reports: watch::Sender<Option<Report>>,
+    ) -> Self {
+        Self { config, supervisor, persister, reports, last: HealthStatus::Healthy, checking: false, again: false }
     }
 
-    /// Measures and judges; bounded by about twice `blocked_after`.
-    fn check(&self) -> impl std::future::Future<Output = Health> + 'static {
+    /// Starts a probe unless one is in flight; publishes its report when it ends. A
+    /// probe is bounded by about twice `blocked_after`.
+    fn probe(&mut self, ctx: &mut Context<Self>) {
+        if self.checking {
+            return;
+        }
+        self.checking = true;
+        let started = Instant::now();
         let measure = measure(self.config.blocked_after, self.supervisor.clone(), self.persister.clone());
         let config = self.config.clone();
-        async move {
+        let check = async move {
             let measured = measure.await;
             assess(&config, measured, SystemTime::now())
-        }
+        };
+        ctx.spawn(check.into_actor(self).map(move |health, act, ctx| {
+            act.checking = false;
+            act.record(&health);
+            act.reports.send_replace(Some(Report { health, started, published: Instant::now() }));
+            if std::mem::take(&mut act.again) {
+                act.probe(ctx);
+            }
+        }));
     }
 
     fn record(&mut self, health: &Health) {
@@ -203,27 +247,21 @@ impl Actor for HealthMonitor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        ctx.run_interval(self.config.interval, |act, ctx| {
-            if act.checking {
-                return;
-            }
-            act.checking = true;
-            ctx.spawn(act.check().into_actor(act).map(|health, act, _ctx| {
-                act.checking = false;
-                act.record(&health);
-            }));
-        });
+        // The first probe is asked for (`ProbeNow`) once the store is open: probed
+        // earlier, a persister still opening its store would count as unanswering.
+        ctx.run_interval(self.config.interval, |act, ctx| act.probe(ctx));
     }
 }
 
-impl Handler<CheckHealth> for HealthMonitor {
-    type Result = ResponseActFuture<Self, Health>;
+impl Handler<ProbeNow> for HealthMonitor {
+    type Result = ();
 
-    fn handle(&mut self, _: CheckHealth, _ctx: &mut Context<Self>) -> Self::Result {
-        Box::pin(self.check().into_actor(self).map(|health, act, _ctx| {
-            act.record(&health);
-            health
-        }))
+    fn handle(&mut self, _: ProbeNow, ctx: &mut Context<Self>) {
+        if self.checking {
+            self.again = true;
+        } else {
+            self.probe(ctx);
+        }
     }
 }
 
@@ -551,13 +589,16 @@ pub(crate) fn assess(config: &HealthConfig, measured: Measured, now: SystemTime)
 }
 
 impl Health {
-    /// The report when the monitor itself did not answer within `waited` (the engine's
-    /// thread is blocked).
+    /// The report when the monitor has published nothing for `waited`, past when its
+    /// next report was due (the engine's thread is blocked).
     pub(crate) fn unanswered(waited: Duration) -> Self {
         let mut found = Findings { status: HealthStatus::Healthy, reasons: Vec::new(), recommendations: Vec::new() };
         found.add(
             HealthStatus::Unhealthy,
-            format!("the health monitor did not answer within {}: the engine's thread is blocked", human(waited)),
+            format!(
+                "the health monitor has not reported for {}, past its interval: the engine's thread is blocked",
+                human(waited)
+            ),
             "look for blocking code in the engine's process (a store or callback that blocks instead of awaiting); \
              restart the process if it persists (runs resume from their checkpoints)",
         );

@@ -10,7 +10,7 @@ use futures_util::future::{self, LocalBoxFuture};
 use uuid::Uuid;
 
 use crate::store::{
-    Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, RunStorage, Store, StoreError, StoreFactory,
+    Batch, CheckpointRecord, EventRecord, RunQuery, RunRecord, RunStorage, Store, StoreError, StoreFactory, Written,
 };
 
 /// Opens a [`MemoryStore`].
@@ -38,34 +38,49 @@ pub struct MemoryStore {
 #[derive(Debug, Default)]
 struct Data {
     runs: HashMap<Uuid, RunRecord>,
+    /// (user, idempotency key) to run.
+    keys: HashMap<(String, String), Uuid>,
     events: BTreeMap<(Uuid, u64), EventRecord>,
     checkpoints: BTreeMap<(Uuid, u64), CheckpointRecord>,
 }
 
 impl Store for MemoryStore {
-    fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<(), StoreError>> {
+    fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<Written, StoreError>> {
         let mut data = self.data.borrow_mut();
-        for run in &batch.runs {
-            data.runs.entry(run.id).or_insert_with(|| run.clone());
+        let mut written = Written::default();
+        for run in batch.runs() {
+            if data.runs.contains_key(&run.id) {
+                continue;
+            }
+            // The same rule as PostgreSQL's unique index on (user, key).
+            if let Some(key) = &run.idempotency_key {
+                let key = (run.user.user_id.clone(), key.clone());
+                if let Some(earlier) = data.keys.get(&key).and_then(|id| data.runs.get(id)) {
+                    written.existing.push((run.id, earlier.clone()));
+                    continue;
+                }
+                data.keys.insert(key, run.id);
+            }
+            data.runs.insert(run.id, run.clone());
         }
-        for update in &batch.run_updates {
+        for update in batch.run_updates() {
             if let Some(run) = data.runs.get_mut(&update.id) {
                 update.apply(run);
             }
         }
-        for event in &batch.events {
+        for event in batch.events() {
             data.events.entry((event.run_id, event.seq)).or_insert_with(|| event.clone());
         }
-        for checkpoint in &batch.checkpoints {
+        for checkpoint in batch.checkpoints() {
             data.checkpoints.insert((checkpoint.run_id, checkpoint.checkpoint.step), checkpoint.clone());
         }
-        for run_id in &batch.prune_to_last {
+        for run_id in &batch.prune_to_last() {
             let last = data.checkpoints.range((*run_id, 0)..=(*run_id, u64::MAX)).next_back().map(|(key, _)| *key);
             if let Some((_, last_step)) = last {
                 data.checkpoints.retain(|(run, step), _| run != run_id || *step == last_step);
             }
         }
-        Box::pin(future::ready(Ok(())))
+        Box::pin(future::ready(Ok(written)))
     }
 
     fn run(&self, id: Uuid) -> LocalBoxFuture<'_, Result<Option<RunRecord>, StoreError>> {

@@ -336,6 +336,10 @@ impl<S: State> AnalysisActor<S> {
     /// turn's commit): fewer cross-thread wake-ups per step, same order.
     fn emit(&mut self, step: u64, percent: f64, kind: EventKind, ctx: &mut Context<Self>) {
         self.seq += 1;
+        // Progress never goes backwards on any path a client sees: no event is published
+        // below a percent published before it, live ticks included.
+        let percent = self.ticks.publish(percent);
+        self.ticks.emitted(self.seq);
         let event = RunEvent { step, percent, kind };
         let record = EventRecord {
             run_id: self.record.id,
@@ -395,7 +399,16 @@ impl<S: State> AnalysisActor<S> {
     }
 
     fn lost_persister(&mut self, error: &EngineError, ctx: &mut Context<Self>) {
-        // Only happens when the engine is going down: stop where we are; the last
+        if let EngineError::Store(refused) = error {
+            if !refused.is_transient() {
+                // The store refused this run's data for good: the persister has recorded
+                // the run as failed, with the store's reason.
+                tracing::warn!(parent: &self.span, %refused, "the store refused the run's data; the run failed");
+                self.notice.outcome = Some(RunStatus::Failed);
+                return ctx.stop();
+            }
+        }
+        // Otherwise only when the engine is going down: stop where we are; the last
         // checkpoint that made it is where the run resumes.
         tracing::warn!(parent: &self.span, %error, "the persister refused or is gone; stopping this actor");
         self.notice.outcome = Some(RunStatus::Interrupted);
@@ -537,7 +550,7 @@ impl<S: State> AnalysisActor<S> {
         let saved = checkpoint.clone();
         self.emit(number, percent, EventKind::StepCompleted { next: labels }, ctx);
         self.record.step = number;
-        self.record.percent = percent;
+        self.record.percent = percent.max(self.ticks.high_water());
         self.update(ctx);
         if complete {
             return self.complete(ctx);
@@ -588,7 +601,7 @@ impl<S: State> AnalysisActor<S> {
             self.emit(step, percent, kind, ctx);
         }
         self.record.status = status;
-        self.record.percent = percent;
+        self.record.percent = percent.max(self.ticks.high_water());
         if status.is_terminal() {
             self.record.finished_at = Some(SystemTime::now());
         }
@@ -691,7 +704,7 @@ impl<S: State> Handler<GetSnapshot> for AnalysisActor<S> {
 
     fn handle(&mut self, _: GetSnapshot, _ctx: &mut Context<Self>) -> Self::Result {
         let mut run = self.record.clone();
-        run.percent = run.percent.max(self.percent());
+        run.percent = run.percent.max(self.percent()).max(self.ticks.high_water());
         let tasks = self.step.as_ref().map(|s| s.tasks.iter().map(Task::label).collect()).unwrap_or_default();
         MessageResult(RunSnapshot { run, tasks, waiting_for_commit: self.waiting_for_commit })
     }
@@ -756,7 +769,9 @@ impl Observer for RunObserver {
         let percent = self.progress.update(task, fraction);
         let kind = EventKind::NodeProgress { task: task.label(), fraction, message: message.to_owned() };
         let event = RunEvent { step: self.progress.step(), percent, kind };
-        // Coalesced: at most one tick per run waits in the persister's mailbox.
+        // Coalesced: at most one tick per run waits in the persister's mailbox. The slot
+        // raises the percent to what was published before and notes the last event
+        // emitted, which the tick must not overtake.
         if self.ticks.put(event) {
             self.persister.do_send(Tick { run_id: self.run_id, slot: Arc::clone(&self.ticks) });
         }

@@ -209,20 +209,133 @@ pub struct CheckpointRecord {
     pub at: SystemTime,
 }
 
-/// Everything one group commit writes, in one transaction.
+/// What one run hands the store as a whole: a new run's row, or a step's events, the
+/// run row's change and the checkpoint. A unit commits entirely or not at all; the
+/// persister never splits one across transactions.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CommitUnit {
+    /// The run.
+    pub run_id: Uuid,
+    /// A new run's row, to insert (idempotently; a reused idempotency key inserts
+    /// nothing, see [`Written::existing`]).
+    pub run: Option<RunRecord>,
+    /// Events, in `seq` order, to insert (idempotently).
+    pub events: Vec<EventRecord>,
+    /// The change to the run's row.
+    pub update: Option<RunUpdate>,
+    /// The checkpoint, to insert (a second one for the same step replaces it).
+    pub checkpoint: Option<CheckpointRecord>,
+    /// The run ended: prune its checkpoints to the latest, after this unit's
+    /// ([`Retention::KeepLast`]).
+    pub prune_to_last: bool,
+}
+
+impl CommitUnit {
+    /// An empty unit of `run_id`.
+    pub fn new(run_id: Uuid) -> Self {
+        Self { run_id, ..Self::default() }
+    }
+
+    /// Rows in the unit.
+    pub fn len(&self) -> usize {
+        usize::from(self.run.is_some())
+            + self.events.len()
+            + usize::from(self.update.is_some())
+            + usize::from(self.checkpoint.is_some())
+            + usize::from(self.prune_to_last)
+    }
+
+    /// Whether the unit holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Everything one group commit writes, in one transaction: whole units, in the order
+/// they were accepted.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Batch {
-    /// New run rows, to insert (idempotently).
-    pub runs: Vec<RunRecord>,
-    /// Changes to run rows (at most one per run: the latest), applied after the inserts.
-    pub run_updates: Vec<RunUpdate>,
-    /// Events to insert (idempotently).
-    pub events: Vec<EventRecord>,
-    /// Checkpoints to insert (idempotently).
-    pub checkpoints: Vec<CheckpointRecord>,
-    /// Runs that ended in this batch whose checkpoints are pruned to the latest, in the
-    /// same transaction ([`Retention::KeepLast`]).
-    pub prune_to_last: Vec<Uuid>,
+    /// The units, oldest first.
+    pub units: Vec<CommitUnit>,
+}
+
+/// What a write found besides writing: new runs whose idempotency key was taken.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Written {
+    /// (the id of a run not inserted, the run stored earlier with its user and key).
+    pub existing: Vec<(Uuid, RunRecord)>,
+}
+
+impl Batch {
+    /// A batch of these units.
+    pub fn of(units: Vec<CommitUnit>) -> Self {
+        Self { units }
+    }
+
+    /// Rows in the batch.
+    pub fn len(&self) -> usize {
+        self.units.iter().map(CommitUnit::len).sum()
+    }
+
+    /// Whether the batch holds nothing.
+    pub fn is_empty(&self) -> bool {
+        self.units.iter().all(CommitUnit::is_empty)
+    }
+
+    /// New run rows.
+    pub fn runs(&self) -> impl Iterator<Item = &RunRecord> {
+        self.units.iter().filter_map(|u| u.run.as_ref())
+    }
+
+    /// Events, in order.
+    pub fn events(&self) -> impl Iterator<Item = &EventRecord> {
+        self.units.iter().flat_map(|u| &u.events)
+    }
+
+    /// Changes to run rows, one per run: the latest, except that a final status is
+    /// never replaced by a later non-final one (a shutdown's `interrupted` arriving after
+    /// the run's own `cancelled`, say). A store applies them after the inserts.
+    pub fn run_updates(&self) -> Vec<&RunUpdate> {
+        let mut latest: Vec<&RunUpdate> = Vec::new();
+        let mut index: std::collections::HashMap<Uuid, usize> = std::collections::HashMap::new();
+        for update in self.units.iter().filter_map(|u| u.update.as_ref()) {
+            match index.get(&update.id) {
+                Some(&i) => {
+                    if !latest[i].status.is_terminal() || update.status.is_terminal() {
+                        latest[i] = update;
+                    }
+                }
+                None => {
+                    index.insert(update.id, latest.len());
+                    latest.push(update);
+                }
+            }
+        }
+        latest
+    }
+
+    /// Checkpoints, one per (run, step): the latest.
+    pub fn checkpoints(&self) -> Vec<&CheckpointRecord> {
+        let mut latest: Vec<&CheckpointRecord> = Vec::new();
+        let mut index: std::collections::HashMap<(Uuid, u64), usize> = std::collections::HashMap::new();
+        for checkpoint in self.units.iter().filter_map(|u| u.checkpoint.as_ref()) {
+            match index.get(&(checkpoint.run_id, checkpoint.checkpoint.step)) {
+                Some(&i) => latest[i] = checkpoint,
+                None => {
+                    index.insert((checkpoint.run_id, checkpoint.checkpoint.step), latest.len());
+                    latest.push(checkpoint);
+                }
+            }
+        }
+        latest
+    }
+
+    /// Runs whose checkpoints are pruned to the latest after this batch's are written.
+    pub fn prune_to_last(&self) -> Vec<Uuid> {
+        let mut runs: Vec<Uuid> = self.units.iter().filter(|u| u.prune_to_last).map(|u| u.run_id).collect();
+        runs.dedup();
+        runs
+    }
 }
 
 /// What is kept of a finished run's checkpoints.
@@ -249,18 +362,6 @@ pub struct RunStorage {
     pub checkpoints: u64,
     /// Their size in bytes.
     pub checkpoint_bytes: u64,
-}
-
-impl Batch {
-    /// Rows in the batch.
-    pub fn len(&self) -> usize {
-        self.runs.len() + self.run_updates.len() + self.events.len() + self.checkpoints.len() + self.prune_to_last.len()
-    }
-
-    /// Whether the batch holds nothing.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// Which runs to list: one user's, newest first.
@@ -298,13 +399,38 @@ pub struct PoolStatus {
     pub waiting: usize,
 }
 
-/// A storage failure.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// The underlying error of a [`StoreError`] (a database driver's error, say).
+pub type ErrorSource = std::sync::Arc<dyn std::error::Error + Send + Sync>;
+
+/// A storage failure. [`StoreError::is_transient`] tells an outage (retrying can help)
+/// from data the store refuses for good (retrying cannot).
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// The store could not be reached or refused the operation; worth retrying.
-    #[error("store unavailable: {0}")]
-    Unavailable(String),
+    /// The store could not be reached or could not do it now (connection lost, timeout,
+    /// too many connections, a serialization failure): retrying can help.
+    #[error("store unavailable: {message}{}", sqlstate(code.as_deref()))]
+    Unavailable {
+        /// What went wrong.
+        message: String,
+        /// The database's error code (SQLSTATE), if the database answered.
+        code: Option<String>,
+        /// The driver's error.
+        #[source]
+        source: Option<ErrorSource>,
+    },
+    /// The store refused the data for good (a value it cannot hold, a violated
+    /// constraint): the same write fails every time.
+    #[error("the store refused the data: {message}{}", sqlstate(code.as_deref()))]
+    Refused {
+        /// The store's reason.
+        message: String,
+        /// The database's error code (SQLSTATE), if the database answered.
+        code: Option<String>,
+        /// The driver's error.
+        #[source]
+        source: Option<ErrorSource>,
+    },
     /// The store could not be opened (bad configuration, failed migration).
     #[error("store could not be opened: {0}")]
     Open(String),
@@ -313,12 +439,63 @@ pub enum StoreError {
     Corrupt(String),
 }
 
+fn sqlstate(code: Option<&str>) -> String {
+    code.map(|code| format!(" (SQLSTATE {code})")).unwrap_or_default()
+}
+
+impl StoreError {
+    /// A transient failure with no database code.
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::Unavailable { message: message.into(), code: None, source: None }
+    }
+
+    /// A refusal for good with no database code.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self::Refused { message: message.into(), code: None, source: None }
+    }
+
+    /// Whether retrying the same operation can succeed (an outage, not bad data).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
+    /// The database's error code (SQLSTATE), if the database answered.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Self::Unavailable { code, .. } | Self::Refused { code, .. } => code.as_deref(),
+            _ => None,
+        }
+    }
+}
+
+/// Equal when kind, message and code are (the source is not compared).
+impl PartialEq for StoreError {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Unavailable { message: a, code: ca, .. }, Self::Unavailable { message: b, code: cb, .. })
+            | (Self::Refused { message: a, code: ca, .. }, Self::Refused { message: b, code: cb, .. }) => {
+                a == b && ca == cb
+            }
+            (Self::Open(a), Self::Open(b)) | (Self::Corrupt(a), Self::Corrupt(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for StoreError {}
+
 /// Where runs, events and checkpoints are kept. Used only on the persister's arbiter.
 pub trait Store {
     /// Writes a batch in one transaction: all of it or none of it, new runs first, then
     /// run updates, events and checkpoints. Writing the same batch twice must be
-    /// harmless; a run row never leaves a terminal status (see [`RunUpdate::apply`]).
-    fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<(), StoreError>>;
+    /// harmless; a run row never leaves a terminal status (see [`RunUpdate::apply`]). A
+    /// new run whose user already has a run with its idempotency key is not inserted:
+    /// the earlier run is returned in [`Written::existing`].
+    ///
+    /// Fails with a transient [`StoreError`] when retrying may help, and with
+    /// [`StoreError::Refused`] when the data itself is refused: the persister then writes
+    /// the batch's units apart to find the one refused.
+    fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<Written, StoreError>>;
 
     /// One run.
     fn run(&self, id: Uuid) -> LocalBoxFuture<'_, Result<Option<RunRecord>, StoreError>>;
@@ -340,6 +517,15 @@ pub trait Store {
     /// Runs that have not ended (`queued`, `running`, `interrupted`), oldest first: the
     /// runs to resume when a process starts.
     fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>>;
+
+    /// Whether the store holds this new run's row faithfully: what is accepted must read
+    /// back as it was given. `Err` (a [`StoreError::Refused`] naming the field, as a JSON
+    /// path, and why) refuses the run before it is acknowledged. The default accepts
+    /// everything.
+    fn admit(&self, run: &RunRecord) -> Result<(), StoreError> {
+        let _ = run;
+        Ok(())
+    }
 
     /// The store's connection pool, if it has one (the memory store has none).
     fn pool(&self) -> Option<PoolStatus> {

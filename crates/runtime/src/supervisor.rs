@@ -10,7 +10,9 @@ use uuid::Uuid;
 
 use crate::config::{AdmissionConfig, RestartPolicy};
 use crate::error::EngineError;
-use crate::persister::{Fence, InsertRun, ProgressPersister, ReadResumePoint, RecordEnd, ResumePoint, UpdateRun};
+use crate::persister::{
+    Fence, InsertRun, Inserted, ProgressPersister, ReadResumePoint, RecordEnd, ResumePoint, UpdateRun,
+};
 use crate::run::{
     Activity, CancelRun, Drain, ErasedGraph, GetSnapshot, InjectPanic, Probe, Resume, RunControl, RunSnapshot, RunSpec,
 };
@@ -40,12 +42,21 @@ pub struct SupervisorStats {
     pub queue_capacity: usize,
 }
 
-/// Admits a run (runs it, queues it, or rejects it).
+/// Admits a run (runs it, queues it, or rejects it), once its row is committed.
 #[derive(Message)]
-#[rtype(result = "Result<(), EngineError>")]
+#[rtype(result = "Result<Started, EngineError>")]
 pub(crate) struct StartRun {
     pub(crate) record: RunRecord,
     pub(crate) graph: Arc<dyn ErasedGraph>,
+}
+
+/// A started run, as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct Started {
+    /// The run stored: the new one, or the one the user's idempotency key found.
+    pub(crate) run: RunRecord,
+    /// Whether this start stored it.
+    pub(crate) created: bool,
 }
 
 /// A run's actor ended (sent from its `Drop`). `status` is how it ended on purpose;
@@ -213,11 +224,18 @@ pub struct Supervisor {
     running: HashMap<Uuid, Live>,
     per_user: HashMap<String, usize>,
     queue: VecDeque<Queued>,
+    /// Starts whose row is being written.
+    admitting: usize,
     reaper: Reaper,
+    /// Makes each run's arbiter (`Arbiter::try_new`; replaced in tests).
+    arbiters: ArbiterFactory,
     accepting: bool,
     drained: Vec<oneshot::Sender<()>>,
     stats: SupervisorStats,
 }
+
+/// Makes a run's arbiter: a thread and a runtime, which the process may be out of.
+type ArbiterFactory = Box<dyn Fn() -> std::io::Result<Arbiter>>;
 
 impl Supervisor {
     pub(crate) fn new(
@@ -238,11 +256,20 @@ impl Supervisor {
             running: HashMap::new(),
             per_user: HashMap::new(),
             queue: VecDeque::new(),
+            admitting: 0,
             reaper,
+            arbiters: Box::new(Arbiter::try_new),
             accepting: true,
             drained: Vec::new(),
             stats,
         }
+    }
+
+    /// Makes run arbiters with `factory` instead of `Arbiter::try_new`.
+    #[cfg(test)]
+    fn arbiters(mut self, factory: impl Fn() -> std::io::Result<Arbiter> + 'static) -> Self {
+        self.arbiters = Box::new(factory);
+        self
     }
 
     fn has_slot_for(&self, user_id: &str) -> bool {
@@ -260,7 +287,10 @@ impl Supervisor {
         let actor = match resume {
             // Resumed runs first read where they stand; the slot is theirs meanwhile.
             Some(_) => None,
-            None => Some(self.spawn_actor(&record, &graph, None, 0, &activity, ctx)),
+            None => match self.spawn_actor(&record, &graph, None, 0, &activity, ctx) {
+                Ok(actor) => Some(actor),
+                Err(reason) => return self.unlaunchable(record, reason),
+            },
         };
         *self.per_user.entry(record.user.user_id.clone()).or_default() += 1;
         let live = Live {
@@ -290,8 +320,10 @@ impl Supervisor {
         incarnation: u64,
         activity: &Arc<Activity>,
         ctx: &mut Context<Self>,
-    ) -> (Arbiter, RunControl) {
-        let arbiter = Arbiter::new();
+    ) -> Result<(Arbiter, RunControl), String> {
+        // `Arbiter::new` panics when the process is out of threads (or memory for a
+        // runtime), and a panic here would end this actor, and admission with it.
+        let arbiter = (self.arbiters)().map_err(|e| format!("cannot start a thread for the run's arbiter: {e}"))?;
         self.reaper.spawned();
         activity.set_waiting(false);
         let spec = RunSpec {
@@ -303,7 +335,20 @@ impl Supervisor {
             activity: Arc::clone(activity),
         };
         let control = graph.spawn(&arbiter.handle(), spec);
-        (arbiter, control)
+        Ok((arbiter, control))
+    }
+
+    /// A new run that cannot get an arbiter ends failed, with the reason; the supervisor
+    /// and every other run go on.
+    fn unlaunchable(&mut self, mut run: RunRecord, reason: String) {
+        tracing::error!(run_id = %run.id, %reason, "cannot start a run");
+        let error = graphloop_core::RunError::Aborted { reason };
+        telemetry::run_ended(&run.graph, RunStatus::Failed);
+        run.status = RunStatus::Failed;
+        run.updated_at = SystemTime::now();
+        run.finished_at = Some(run.updated_at);
+        run.error = serde_json::to_value(&error).ok();
+        self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunFailed { error } });
     }
 
     /// Removes a run that ended from the running set and frees its slot.
@@ -326,6 +371,22 @@ impl Supervisor {
         let read = self.persister.send(ReadResumePoint(run_id));
         ctx.spawn(read.into_actor(self).map(move |point, act, ctx| match point {
             Ok(Ok(point)) => act.relaunch(run_id, point, cause, ctx),
+            Ok(Err(EngineError::Store(unreadable))) if !unreadable.is_transient() => {
+                // What the run stored cannot be read back (never will be): it fails, with
+                // the reason, instead of holding its slot and retrying for ever.
+                tracing::error!(%run_id, %unreadable, "cannot resume the run: its checkpoint or events are unreadable");
+                if let Some(Live { record: mut run, .. }) = act.release(run_id) {
+                    let error = graphloop_core::RunError::Aborted { reason: format!("cannot resume: {unreadable}") };
+                    telemetry::run_ended(&run.graph, RunStatus::Failed);
+                    run.status = RunStatus::Failed;
+                    run.updated_at = SystemTime::now();
+                    run.finished_at = Some(run.updated_at);
+                    run.error = serde_json::to_value(&error).ok();
+                    act.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunFailed { error } });
+                }
+                act.admit_queued(ctx);
+                act.check_drained();
+            }
             failed => {
                 // The store cannot say where the run stands yet: try again shortly.
                 tracing::warn!(%run_id, ?failed, "cannot read the resume point; retrying");
@@ -353,12 +414,18 @@ impl Supervisor {
         // Only the new actor may write for the run from now on.
         let incarnation = live.incarnation + 1;
         self.persister.do_send(Fence { run_id, incarnation });
-        let actor = self.spawn_actor(&live.record, &live.graph, resume, incarnation, &live.activity, ctx);
-        if let Some(live) = self.running.get_mut(&run_id) {
-            live.actor = Some(actor);
-            live.incarnation = incarnation;
+        let (step, percent) = (live.record.step, live.record.percent);
+        match self.spawn_actor(&live.record, &live.graph, resume, incarnation, &live.activity, ctx) {
+            Ok(actor) => {
+                if let Some(live) = self.running.get_mut(&run_id) {
+                    live.actor = Some(actor);
+                    live.incarnation = incarnation;
+                }
+                self.stats.restarted += 1;
+            }
+            // Like a death: tried again within the restart budget, failed past it.
+            Err(reason) => self.died(run_id, reason, step, percent, ctx),
         }
-        self.stats.restarted += 1;
     }
 
     /// Launches queued runs, first come first served among those whose user has a slot.
@@ -397,25 +464,39 @@ impl Actor for Supervisor {
 }
 
 impl Handler<StartRun> for Supervisor {
-    type Result = Result<(), EngineError>;
+    type Result = ResponseActFuture<Self, Result<Started, EngineError>>;
 
-    fn handle(&mut self, StartRun { record, graph }: StartRun, ctx: &mut Context<Self>) -> Self::Result {
+    fn handle(&mut self, StartRun { record, graph }: StartRun, _ctx: &mut Context<Self>) -> Self::Result {
         if !self.accepting {
-            return Err(EngineError::ShuttingDown);
+            return Box::pin(fut::ready(Err(EngineError::ShuttingDown)));
         }
-        let runs_now = self.has_slot_for(&record.user.user_id) && self.queue.is_empty();
-        if !runs_now && self.queue.len() >= self.admission.queue_capacity {
-            return Err(EngineError::Rejected {
+        // Starts whose row is being written hold a place in the queue meanwhile.
+        let waiting = self.queue.len() + self.admitting;
+        let runs_now = self.has_slot_for(&record.user.user_id) && waiting == 0;
+        if !runs_now && waiting >= self.admission.queue_capacity {
+            return Box::pin(fut::ready(Err(EngineError::Rejected {
                 running: self.running.len(),
-                queued: self.queue.len(),
+                queued: waiting,
                 capacity: self.admission.queue_capacity,
-            });
+            })));
         }
-        self.persister.do_send(InsertRun(record.clone()));
-        telemetry::run_started(&record.graph);
-        self.queue.push_back(Queued { record, graph, resume: None, answer: None });
-        self.admit_queued(ctx);
-        Ok(())
+        self.admitting += 1;
+        // Acknowledged means durable: the run is admitted once its row is committed.
+        let insert = self.persister.send(InsertRun(record.clone()));
+        Box::pin(insert.into_actor(self).map(move |inserted, act, ctx| {
+            act.admitting -= 1;
+            let Inserted { run, created } = inserted??;
+            if created {
+                telemetry::run_started(&record.graph);
+                if act.accepting {
+                    act.queue.push_back(Queued { record, graph, resume: None, answer: None });
+                    act.admit_queued(ctx);
+                }
+                // Stopped admitting meanwhile: the run is stored `queued` and resumes
+                // with the next process's recovery.
+            }
+            Ok(Started { run, created })
+        }))
     }
 }
 
@@ -708,5 +789,124 @@ impl Handler<ListLive> for Supervisor {
             })
             .collect();
         MessageResult((stats, live))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
+
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use graphloop_core::{EventKind, GraphBuilder, Update, UserContext, END, START};
+    use serde::{Deserialize, Serialize};
+
+    use super::*;
+    use crate::config::{Durability, PersisterConfig};
+    use crate::memory::MemoryStoreFactory;
+    use crate::persister::{ReadRun, Streamed, Subscribe};
+
+    #[derive(Debug, Clone, Default, Serialize, Deserialize)]
+    struct Count {
+        n: u64,
+    }
+
+    fn queued(graph: &str, user: &str) -> RunRecord {
+        let now = SystemTime::now();
+        RunRecord {
+            id: Uuid::now_v7(),
+            graph: graph.to_owned(),
+            graph_version: 1,
+            user: UserContext::new(user),
+            durability: Durability::Sync,
+            status: RunStatus::Queued,
+            input: serde_json::json!({"n": 1}),
+            output: None,
+            error: None,
+            step: 0,
+            percent: 0.0,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            idempotency_key: None,
+        }
+    }
+
+    /// The run's final event, followed from the persister (stored events, then live ones).
+    async fn final_event(persister: &Addr<ProgressPersister>, run_id: Uuid) -> EventKind {
+        let mut events = persister.send(Subscribe { run_id, from_seq: 1 }).await.unwrap();
+        let deadline = Duration::from_secs(60);
+        tokio::time::timeout(deadline, async {
+            while let Some(item) = events.recv().await {
+                if let Streamed::Event(record) = item {
+                    if record.event.kind.is_terminal() {
+                        return record.event.kind;
+                    }
+                }
+            }
+            panic!("the event stream of run {run_id} ended without a final event");
+        })
+        .await
+        .expect("the run did not end within the deadline")
+    }
+
+    /// Issue 11: `Arbiter::new()` panicked inside the StartRun handler once the process was
+    /// out of threads, and every later start answered "shutting down".
+    #[test]
+    fn a_run_that_cannot_get_an_arbiter_fails_with_the_reason_and_the_next_run_starts() {
+        let system = System::new();
+        let reaper_thread = system.block_on(async {
+            let (ready_tx, ready_rx) = oneshot::channel();
+            let persister =
+                ProgressPersister::new(PersisterConfig::default(), Box::new(MemoryStoreFactory), ready_tx).start();
+            ready_rx.await.unwrap().unwrap();
+            let (reaper, mut alive, reaper_thread) = Reaper::start().unwrap();
+            // The first arbiter cannot be made, as when the process is out of threads.
+            let refusals = Arc::new(AtomicUsize::new(1));
+            let factory = {
+                let refusals = Arc::clone(&refusals);
+                move || match refusals.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)) {
+                    Ok(_) => Err(std::io::Error::other("simulated: Resource temporarily unavailable")),
+                    Err(_) => Arbiter::try_new(),
+                }
+            };
+            let supervisor =
+                Supervisor::new(AdmissionConfig::default(), persister.clone(), reaper, RestartPolicy::default())
+                    .arbiters(factory)
+                    .start();
+            let graph: Arc<dyn ErasedGraph> = Arc::new(
+                GraphBuilder::<Count>::new("add")
+                    .node("add", |s: Arc<Count>, _ctx| async move { Ok(Update::new().set("n", s.n + 1)) })
+                    .edge(START, "add")
+                    .edge("add", END)
+                    .compile()
+                    .unwrap(),
+            );
+
+            let refused = queued("add", "u1");
+            supervisor.send(StartRun { record: refused.clone(), graph: Arc::clone(&graph) }).await.unwrap().unwrap();
+            let EventKind::RunFailed { error } = final_event(&persister, refused.id).await else {
+                panic!("the run without an arbiter did not fail");
+            };
+            assert!(error.to_string().contains("cannot start a thread for the run's arbiter"), "{error}");
+            assert!(error.to_string().contains("simulated: Resource temporarily unavailable"), "{error}");
+            let stored = persister.send(ReadRun(refused.id)).await.unwrap().unwrap().unwrap();
+            assert_eq!(stored.status, RunStatus::Failed);
+            assert!(stored.error.unwrap().to_string().contains("simulated"));
+
+            // The supervisor lives on: the next run gets its arbiter and completes.
+            let next = queued("add", "u2");
+            supervisor.send(StartRun { record: next.clone(), graph }).await.unwrap().unwrap();
+            assert_eq!(final_event(&persister, next.id).await, EventKind::RunCompleted);
+            assert_eq!(refusals.load(Ordering::SeqCst), 0);
+            let stats = supervisor.send(GetSupervisorStats).await.unwrap();
+            assert_eq!(stats.started, 1, "{stats:?}");
+            alive.wait_for(|&n| n == 0).await.unwrap();
+            reaper_thread
+        });
+        // Dropping the System drops the supervisor and its reaper, which ends the thread.
+        drop(system);
+        reaper_thread.join().unwrap();
     }
 }

@@ -7,20 +7,21 @@
 //! awaits forever is stalled by a `stalled_after` of zero; a store that fails every write
 //! fails the one write `store_failures(1)` needs. Healthy is checked only once no run is
 //! live (`wait`, then `wait_for_arbiters(0)`), so no probe can be slow by chance.
+//!
+//! `Engine::health` answers the monitor's latest report, so after a change a test waits
+//! for the first report that shows it (the monitor probes every 20 ms here), with a
+//! deadline that turns "never" into a failure.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use std::rc::Rc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::future::LocalBoxFuture;
 use graphloop_core::{GraphBuilder, Update, UserContext, END, START};
 use graphloop_runtime::{
-    Batch, CheckpointRecord, Engine, EngineConfig, EventRecord, HealthConfig, HealthStatus, MemoryStore,
-    PersisterConfig, RunQuery, RunRecord, RunStatus, RunStorage, Store, StoreError, StoreFactory,
+    Engine, EngineConfig, Health, HealthConfig, HealthStatus, MemoryStoreFactory, PersisterConfig, RunStatus,
 };
+use graphloop_test_support::{Faults, FaultyStoreFactory};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc as async_mpsc, Notify};
 use uuid::Uuid;
@@ -30,10 +31,28 @@ struct Count {
     n: u64,
 }
 
+/// How often the monitor probes in these tests.
+const INTERVAL: Duration = Duration::from_millis(20);
+
+/// The first report that `shows` what the test waits for. Reports come every interval,
+/// so asking is paced by it; the deadline only turns "never" into a failure.
+async fn report_showing(engine: &Engine, shows: impl Fn(&Health) -> bool) -> Health {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let health = engine.health().await.unwrap();
+        if shows(&health) {
+            return health;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no report showed it within the deadline: {health:?}");
+        tokio::time::sleep(INTERVAL).await;
+    }
+}
+
 /// Probe thresholds that cannot make a test's outcome depend on timing: nothing here is
 /// slow or stalled unless the test holds it so.
 fn patient() -> HealthConfig {
     HealthConfig::new()
+        .interval(INTERVAL)
         .blocked_after(Duration::from_millis(100))
         .slow_lag(Duration::from_secs(3_600))
         .stalled_after(Duration::from_secs(3_600))
@@ -105,7 +124,7 @@ async fn a_run_blocking_its_thread_is_named_while_other_runs_complete() {
     // Its arbiter is gone too: the blocked run is the only live one.
     engine.wait_for_arbiters(1).await.unwrap();
 
-    let health = engine.health().await.unwrap();
+    let health = report_showing(&engine, |h| h.blocked_runs > 0 && h.running == 1).await;
     assert_eq!(health.status, HealthStatus::Degraded, "{:?}", health.reasons);
     assert_eq!(health.blocked_runs, 1);
     let named: Vec<&String> = health.reasons.iter().filter(|r| r.contains(&blocked.to_string())).collect();
@@ -116,7 +135,7 @@ async fn a_run_blocking_its_thread_is_named_while_other_runs_complete() {
 
     release_tx.send(()).unwrap();
     no_live_runs(&engine, &[blocked]).await;
-    let health = engine.health().await.unwrap();
+    let health = report_showing(&engine, |h| h.running == 0).await;
     assert_eq!(health.status, HealthStatus::Healthy, "{:?}", health.reasons);
     assert!(health.reasons.is_empty());
     engine.shutdown().await.unwrap();
@@ -151,7 +170,7 @@ async fn a_run_that_emits_nothing_is_reported_stalled() {
     let run = engine.start_run("waits", &Count::default(), UserContext::new("u")).await.unwrap();
     entered_rx.recv().await.unwrap();
 
-    let health = engine.health().await.unwrap();
+    let health = report_showing(&engine, |h| h.stalled_runs > 0).await;
     assert_eq!(health.status, HealthStatus::Degraded, "{:?}", health.reasons);
     assert_eq!(health.stalled_runs, 1);
     assert!(
@@ -162,98 +181,26 @@ async fn a_run_that_emits_nothing_is_reported_stalled() {
 
     go_on.notify_one();
     no_live_runs(&engine, &[run]).await;
-    let health = engine.health().await.unwrap();
+    let health = report_showing(&engine, |h| h.running == 0).await;
     assert_eq!(health.status, HealthStatus::Healthy, "{:?}", health.reasons);
     engine.shutdown().await.unwrap();
 }
 
-/// A memory store whose writes fail while its switch is on.
-struct SwitchedStore {
-    inner: MemoryStore,
-    failing: Arc<AtomicBool>,
-}
-
-struct SwitchedFactory {
-    failing: Arc<AtomicBool>,
-}
-
-impl StoreFactory for SwitchedFactory {
-    fn describe(&self) -> String {
-        "switched memory".into()
-    }
-
-    fn open(self: Box<Self>) -> LocalBoxFuture<'static, Result<Rc<dyn Store>, StoreError>> {
-        let store = SwitchedStore { inner: MemoryStore::default(), failing: self.failing };
-        Box::pin(async move { Ok(Rc::new(store) as Rc<dyn Store>) })
-    }
-}
-
-impl Store for SwitchedStore {
-    fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            if self.failing.load(Ordering::SeqCst) {
-                return Err(StoreError::Unavailable("connection refused (simulated outage)".into()));
-            }
-            self.inner.write(batch).await
-        })
-    }
-
-    fn run(&self, id: Uuid) -> LocalBoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
-        self.inner.run(id)
-    }
-
-    fn events(
-        &self,
-        run_id: Uuid,
-        from_seq: u64,
-        limit: usize,
-    ) -> LocalBoxFuture<'_, Result<Vec<EventRecord>, StoreError>> {
-        self.inner.events(run_id, from_seq, limit)
-    }
-
-    fn runs<'a>(&'a self, query: &'a RunQuery) -> LocalBoxFuture<'a, Result<Vec<RunRecord>, StoreError>> {
-        self.inner.runs(query)
-    }
-
-    fn latest_checkpoint(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<Option<CheckpointRecord>, StoreError>> {
-        self.inner.latest_checkpoint(run_id)
-    }
-
-    fn last_seq(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.last_seq(run_id)
-    }
-
-    fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
-        self.inner.unfinished_runs()
-    }
-
-    fn run_by_key<'a>(
-        &'a self,
-        user_id: &'a str,
-        key: &'a str,
-    ) -> LocalBoxFuture<'a, Result<Option<RunRecord>, StoreError>> {
-        self.inner.run_by_key(user_id, key)
-    }
-
-    fn prune_checkpoints(&self, finished_before: std::time::SystemTime) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.prune_checkpoints(finished_before)
-    }
-
-    fn storage(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<RunStorage, StoreError>> {
-        self.inner.storage(run_id)
-    }
-}
-
 #[tokio::test]
 async fn a_store_failing_every_write_makes_the_engine_unhealthy_until_it_is_back() {
-    let failing = Arc::new(AtomicBool::new(true));
+    let faults = Faults::new();
     let config = EngineConfig::new()
-        .store(SwitchedFactory { failing: Arc::clone(&failing) })
+        .store(FaultyStoreFactory::new(MemoryStoreFactory, Arc::clone(&faults)))
         .persister(PersisterConfig::default().retry(Duration::from_millis(1), Duration::from_millis(20)))
         .health(patient().store_failures(1));
     let engine = Engine::start(config).await.unwrap();
     engine.register(one_step("quick")).unwrap();
-    let run = engine.start_run("quick", &Count::default(), UserContext::new("u")).await.unwrap();
+    faults.fail_writes(usize::MAX);
+    // A start is answered once its row is stored: with every write failing, it waits.
+    let starting = {
+        let engine = engine.clone();
+        tokio::spawn(async move { engine.start_run("quick", &Count::default(), UserContext::new("u")).await })
+    };
 
     // Wait for the event the report is about: a write has failed.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -262,7 +209,7 @@ async fn a_store_failing_every_write_makes_the_engine_unhealthy_until_it_is_back
         tokio::task::yield_now().await;
     }
 
-    let health = engine.health().await.unwrap();
+    let health = report_showing(&engine, |h| h.store.consecutive_failures > 0).await;
     assert_eq!(health.status, HealthStatus::Unhealthy, "{:?}", health.reasons);
     let store_reason = health.reasons.iter().find(|r| r.contains("store") && r.contains("database"));
     let store_reason = store_reason.unwrap_or_else(|| panic!("no reason names the store: {:?}", health.reasons));
@@ -271,9 +218,11 @@ async fn a_store_failing_every_write_makes_the_engine_unhealthy_until_it_is_back
     assert!(health.store.consecutive_failures >= 1 && health.store.buffered > 0, "{:?}", health.store);
     assert!(health.store.unwritten_for.is_some() && health.store.last_error.is_some());
 
-    failing.store(false, Ordering::SeqCst);
+    assert!(!starting.is_finished(), "a start was answered before its row was stored");
+    faults.fail_writes(0);
+    let run = starting.await.unwrap().unwrap();
     no_live_runs(&engine, &[run]).await;
-    let health = engine.health().await.unwrap();
+    let health = report_showing(&engine, |h| h.running == 0 && h.store.consecutive_failures == 0).await;
     assert_eq!(health.status, HealthStatus::Healthy, "{:?}", health.reasons);
     assert_eq!((health.store.consecutive_failures, health.store.buffered), (0, 0));
     assert!(health.store.last_write_at.is_some() && health.store.unwritten_for.is_none());

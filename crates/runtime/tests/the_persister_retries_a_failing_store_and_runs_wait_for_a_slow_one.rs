@@ -4,20 +4,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // tests: a failed unwrap is a failed test
 
-use std::cell::Cell;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::LocalBoxFuture;
 use graphloop_core::{GraphBuilder, Update, UserContext, END, START};
-use graphloop_runtime::{
-    Batch, CheckpointRecord, Durability, Engine, EngineConfig, EventRecord, MemoryStore, PersisterConfig, RunQuery,
-    RunRecord, RunStatus, Store, StoreError, StoreFactory,
-};
+use graphloop_runtime::{Durability, Engine, EngineConfig, MemoryStoreFactory, PersisterConfig, RunStatus};
+use graphloop_test_support::{Faults, FaultyStoreFactory};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
-use uuid::Uuid;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 struct Count {
@@ -37,95 +31,34 @@ fn chain(len: usize) -> graphloop_core::Graph<Count> {
     builder.compile().unwrap()
 }
 
-/// A memory store whose writes first fail `failures` times, and each wait for a permit
-/// of `gate` (when given).
-struct TroubledStore {
-    inner: MemoryStore,
-    failures: Cell<usize>,
-    gate: Option<Arc<Semaphore>>,
-}
-
-struct TroubledFactory {
-    failures: usize,
-    gate: Option<Arc<Semaphore>>,
-}
-
-impl StoreFactory for TroubledFactory {
-    fn describe(&self) -> String {
-        "troubled memory".into()
+/// A chain whose first node waits for a permit of `hold`: runs are started (their rows
+/// committed) before the test stalls the store under them.
+fn held_chain(len: usize, hold: Arc<Semaphore>) -> graphloop_core::Graph<Count> {
+    let mut builder = GraphBuilder::<Count>::new("chain").step_limit(len as u64);
+    builder = builder.node("n0", move |s: Arc<Count>, _ctx| {
+        let hold = Arc::clone(&hold);
+        async move {
+            hold.acquire().await.expect("the hold is never closed").forget();
+            Ok(Update::new().set("n", s.n + 1))
+        }
+    });
+    for i in 1..len {
+        builder =
+            builder.node(format!("n{i}"), |s: Arc<Count>, _ctx| async move { Ok(Update::new().set("n", s.n + 1)) });
     }
-
-    fn open(self: Box<Self>) -> LocalBoxFuture<'static, Result<Rc<dyn Store>, StoreError>> {
-        let store =
-            TroubledStore { inner: MemoryStore::default(), failures: Cell::new(self.failures), gate: self.gate };
-        Box::pin(async move { Ok(Rc::new(store) as Rc<dyn Store>) })
+    builder = builder.edge(START, "n0").edge(format!("n{}", len - 1), END);
+    for i in 1..len {
+        builder = builder.edge(format!("n{}", i - 1), format!("n{i}"));
     }
-}
-
-impl Store for TroubledStore {
-    fn write<'a>(&'a self, batch: &'a Batch) -> LocalBoxFuture<'a, Result<(), StoreError>> {
-        Box::pin(async move {
-            if let Some(gate) = &self.gate {
-                gate.acquire().await.map_err(|e| StoreError::Unavailable(e.to_string()))?.forget();
-            }
-            if self.failures.get() > 0 {
-                self.failures.set(self.failures.get() - 1);
-                return Err(StoreError::Unavailable("connection refused (simulated outage)".into()));
-            }
-            self.inner.write(batch).await
-        })
-    }
-
-    fn run(&self, id: Uuid) -> LocalBoxFuture<'_, Result<Option<RunRecord>, StoreError>> {
-        self.inner.run(id)
-    }
-
-    fn events(
-        &self,
-        run_id: Uuid,
-        from_seq: u64,
-        limit: usize,
-    ) -> LocalBoxFuture<'_, Result<Vec<EventRecord>, StoreError>> {
-        self.inner.events(run_id, from_seq, limit)
-    }
-
-    fn runs<'a>(&'a self, query: &'a RunQuery) -> LocalBoxFuture<'a, Result<Vec<RunRecord>, StoreError>> {
-        self.inner.runs(query)
-    }
-
-    fn latest_checkpoint(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<Option<CheckpointRecord>, StoreError>> {
-        self.inner.latest_checkpoint(run_id)
-    }
-
-    fn last_seq(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.last_seq(run_id)
-    }
-
-    fn unfinished_runs(&self) -> LocalBoxFuture<'_, Result<Vec<RunRecord>, StoreError>> {
-        self.inner.unfinished_runs()
-    }
-
-    fn run_by_key<'a>(
-        &'a self,
-        user_id: &'a str,
-        key: &'a str,
-    ) -> LocalBoxFuture<'a, Result<Option<RunRecord>, StoreError>> {
-        self.inner.run_by_key(user_id, key)
-    }
-
-    fn prune_checkpoints(&self, finished_before: std::time::SystemTime) -> LocalBoxFuture<'_, Result<u64, StoreError>> {
-        self.inner.prune_checkpoints(finished_before)
-    }
-
-    fn storage(&self, run_id: Uuid) -> LocalBoxFuture<'_, Result<graphloop_runtime::RunStorage, StoreError>> {
-        self.inner.storage(run_id)
-    }
+    builder.compile().unwrap()
 }
 
 #[tokio::test]
 async fn failed_writes_are_retried_with_backoff_and_nothing_is_lost() {
     let persister = PersisterConfig::default().retry(Duration::from_millis(1), Duration::from_millis(8));
-    let config = EngineConfig::new().store(TroubledFactory { failures: 6, gate: None }).persister(persister);
+    let faults = Faults::new();
+    faults.fail_writes(6);
+    let config = EngineConfig::new().store(FaultyStoreFactory::new(MemoryStoreFactory, faults)).persister(persister);
     let engine = Engine::start(config).await.unwrap();
     engine.register(chain(4)).unwrap();
     let mut runs = Vec::new();
@@ -146,21 +79,25 @@ async fn failed_writes_are_retried_with_backoff_and_nothing_is_lost() {
 
 #[tokio::test]
 async fn while_the_store_stalls_runs_wait_at_their_next_commit() {
-    let gate = Arc::new(Semaphore::new(0));
-    let config = EngineConfig::new().store(TroubledFactory { failures: 0, gate: Some(Arc::clone(&gate)) });
+    let (faults, hold, gate) = (Faults::new(), Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
+    let config = EngineConfig::new().store(FaultyStoreFactory::new(MemoryStoreFactory, Arc::clone(&faults)));
     let engine = Engine::start(config).await.unwrap();
-    engine.register(chain(6)).unwrap();
+    engine.register(held_chain(6, Arc::clone(&hold))).unwrap();
     let mut runs = Vec::new();
     for i in 0..5 {
         runs.push(engine.start_run("chain", &Count::default(), UserContext::new(format!("u{i}"))).await.unwrap());
     }
+    // The runs are stored and held in their first node; now the store stalls under them.
+    faults.gate(Some(Arc::clone(&gate)));
+    let before = engine.stats().await.unwrap().persister.batches_written;
+    hold.add_permits(runs.len());
     // Let exactly one write through. A run whose first commit was in it went on to its
     // second step and waits on the next (stalled) write; the others still wait on their
     // first. No run can be past step 2.
     gate.add_permits(1);
     loop {
         let stats = engine.stats().await.unwrap().persister;
-        if stats.batches_written == 1 {
+        if stats.batches_written == before + 1 {
             break;
         }
         tokio::task::yield_now().await;
@@ -170,7 +107,11 @@ async fn while_the_store_stalls_runs_wait_at_their_next_commit() {
         assert_eq!(status.status, RunStatus::Running);
         assert!(status.step <= 2, "run {} is at step {} with one write done", run, status.step);
     }
-    assert_eq!(engine.stats().await.unwrap().persister.batches_written, 1, "nothing more was written meanwhile");
+    assert_eq!(
+        engine.stats().await.unwrap().persister.batches_written,
+        before + 1,
+        "nothing more was written meanwhile"
+    );
     gate.add_permits(1_000);
     for run in &runs {
         let done = engine.wait(*run).await.unwrap();
@@ -182,18 +123,20 @@ async fn while_the_store_stalls_runs_wait_at_their_next_commit() {
 
 #[tokio::test]
 async fn in_async_mode_runs_go_ahead_of_a_stalled_store_until_its_buffer_is_full() {
-    let gate = Arc::new(Semaphore::new(0));
+    let (faults, hold, gate) = (Faults::new(), Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
     let capacity = 40;
     let config = EngineConfig::new()
-        .store(TroubledFactory { failures: 0, gate: Some(Arc::clone(&gate)) })
+        .store(FaultyStoreFactory::new(MemoryStoreFactory, Arc::clone(&faults)))
         .durability(Durability::Async)
         .persister(PersisterConfig::default().buffer_capacity(capacity));
     let engine = Engine::start(config).await.unwrap();
-    engine.register(chain(50)).unwrap();
+    engine.register(held_chain(50, Arc::clone(&hold))).unwrap();
     let mut runs = Vec::new();
     for i in 0..4 {
         runs.push(engine.start_run("chain", &Count::default(), UserContext::new(format!("u{i}"))).await.unwrap());
     }
+    faults.gate(Some(Arc::clone(&gate)));
+    hold.add_permits(runs.len());
     // Nothing can be written, so runs end up held at commit points, waiting for room:
     // backpressure, not an ever-growing buffer. (A commit waits for room only once the
     // buffer is full, and the buffer never shrinks while the store stalls.)

@@ -9,8 +9,9 @@ use uuid::Uuid;
 
 use crate::identity::IdentityError;
 
-/// Seconds a client is asked to wait (`Retry-After`) when admission is full. The engine
-/// cannot say when a slot frees up; this is a polite hint, not a promise.
+/// Seconds a client is asked to wait (`Retry-After`) with every 503: admission full, the
+/// store down, the engine stopping. The engine cannot say when it will have room again;
+/// this is a polite hint, not a promise.
 pub(crate) const RETRY_AFTER_SECS: u64 = 5;
 
 /// Why a request failed. Each variant is answered with one status (see
@@ -161,7 +162,7 @@ impl ResponseError for WebError {
                 EngineError::ShuttingDown
                 | EngineError::Unavailable(_)
                 | EngineError::Superseded
-                | EngineError::Store(StoreError::Unavailable(_)),
+                | EngineError::Store(StoreError::Unavailable { .. }),
             ) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Engine(_) | Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -181,10 +182,11 @@ impl ResponseError for WebError {
             Self::Unauthorized(_) => {
                 response.insert_header((header::WWW_AUTHENTICATE, r#"Bearer error="invalid_token""#));
             }
-            Self::Overloaded(_) => {
-                response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
-            }
             _ => {}
+        }
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            // Every 503 is "later, or elsewhere": say when.
+            response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
         }
         let run_status = match self {
             Self::RunFinished { status, .. } | Self::NotWaiting { status, .. } => Some(*status),
@@ -240,11 +242,7 @@ mod tests {
                 "overloaded",
             ),
             (EngineError::ShuttingDown, StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-            (
-                EngineError::Store(StoreError::Unavailable("down".into())),
-                StatusCode::SERVICE_UNAVAILABLE,
-                "unavailable",
-            ),
+            (EngineError::Store(StoreError::unavailable("down")), StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
             (EngineError::Store(StoreError::Corrupt("bad row".into())), StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         ];
         for (engine, status, kind) in cases {
@@ -257,5 +255,33 @@ mod tests {
     fn an_overloaded_engine_asks_the_client_to_retry_later() {
         let response = WebError::from(EngineError::Rejected { running: 1, queued: 0, capacity: 0 }).error_response();
         assert_eq!(response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok()), Some("5"));
+    }
+
+    /// Issue 11: only a full queue said when to retry; a store outage or a stopping engine
+    /// answered 503 without `Retry-After`.
+    #[test]
+    fn every_503_says_when_to_retry_and_no_other_status_does() {
+        let errors = [
+            WebError::from(EngineError::Rejected { running: 1, queued: 0, capacity: 0 }),
+            WebError::from(EngineError::ShuttingDown),
+            WebError::from(EngineError::Unavailable("the engine thread died".into())),
+            WebError::from(EngineError::Superseded),
+            WebError::from(EngineError::Store(StoreError::unavailable("down"))),
+            WebError::from(EngineError::Store(StoreError::Corrupt("bad row".into()))),
+            WebError::BadRequest("bad".into()),
+            WebError::RunNotFound(Uuid::nil()),
+        ];
+        let mut unavailable = 0;
+        for error in errors {
+            let response = error.error_response();
+            let retry_after = response.headers().get(header::RETRY_AFTER).and_then(|v| v.to_str().ok());
+            if response.status() == StatusCode::SERVICE_UNAVAILABLE {
+                unavailable += 1;
+                assert_eq!(retry_after, Some("5"), "{error}");
+            } else {
+                assert_eq!(retry_after, None, "{error}");
+            }
+        }
+        assert_eq!(unavailable, 5);
     }
 }

@@ -9,7 +9,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::config::WebConfig;
-use crate::error::{json_error, path_error, query_error, WebError};
+use crate::error::{json_error, path_error, query_error, WebError, RETRY_AFTER_SECS};
 use crate::identity::{identify, Caller};
 use crate::sse;
 use crate::view::{RunPage, RunView};
@@ -20,6 +20,9 @@ const DEFAULT_LIMIT: usize = 50;
 const MAX_LIMIT: usize = 500;
 /// The longest idempotency key, in bytes.
 const MAX_KEY_BYTES: usize = 255;
+/// The longest graph name a listing filters by, in bytes: longer is a mistake (no graph
+/// is named so), not a filter.
+const MAX_GRAPH_BYTES: usize = 255;
 
 /// What every handler reaches through `web::Data`.
 pub(crate) struct Shared {
@@ -88,6 +91,7 @@ impl ListRequest {
                 })
             })
             .transpose()?;
+        let graph = self.graph.map(|graph| store_text("graph", graph, MAX_GRAPH_BYTES)).transpose()?;
         let before = self.before.map(|before| parse_run_id("before", &before)).transpose()?;
         let limit = match self.limit {
             None => DEFAULT_LIMIT,
@@ -95,9 +99,22 @@ impl ListRequest {
                 WebError::BadRequest(format!("`limit` must be a whole number from 1 to {MAX_LIMIT}, not `{limit}`"))
             })?,
         };
-        let query = RunQuery { status, graph: self.graph, before, limit: limit + 1, ..RunQuery::for_user(user_id) };
+        let query = RunQuery { status, graph, before, limit: limit + 1, ..RunQuery::for_user(user_id) };
         Ok((query, limit))
     }
+}
+
+/// A free-text value from the request, as the store can take it: PostgreSQL's text
+/// cannot hold a NUL character, and the database refusing it would read as an outage
+/// (503, inviting retries) instead of the caller's mistake (400).
+fn store_text(what: &str, value: String, max_bytes: usize) -> Result<String, WebError> {
+    if value.contains('\0') {
+        return Err(WebError::BadRequest(format!("`{what}` must not contain a NUL character")));
+    }
+    if value.len() > max_bytes {
+        return Err(WebError::BadRequest(format!("`{what}` must be at most {max_bytes} bytes, not {}", value.len())));
+    }
+    Ok(value)
 }
 
 /// A run id from the path or the query; `what` names where it came from.
@@ -125,10 +142,10 @@ async fn start_run(
     let StartRequest { graph, input, idempotency_key } = body.into_inner();
     let mut options = RunOptions::new();
     if let Some(key) = &idempotency_key {
-        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+        if key.is_empty() {
             return Err(WebError::BadRequest(format!("idempotency_key must be 1 to {MAX_KEY_BYTES} bytes")));
         }
-        options = options.idempotency_key(key.clone());
+        options = options.idempotency_key(store_text("idempotency_key", key.clone(), MAX_KEY_BYTES)?);
     }
     let user_id = caller.0.user_id.clone();
     // The key is stored with the run, so a retried request (after a timeout, a crash, on
@@ -202,10 +219,8 @@ async fn resume_run(
     Ok(HttpResponse::Accepted().json(view))
 }
 
-/// `GET /health`.
-///
-/// Provisional: always healthy while the server answers. It will report the runtime's
-/// HealthMonitor (loop lag, mailboxes, persister backlog, pool) once that exists.
+/// `GET /health`: the engine's latest health report (see `Engine::health`); 503 when
+/// it is unhealthy.
 async fn health(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpResponse, WebError> {
     if shared.config.health_requires_identity {
         identify(&req)?;
@@ -213,11 +228,15 @@ async fn health(req: HttpRequest, shared: web::Data<Shared>) -> Result<HttpRespo
     let health = shared.engine.health().await?;
     // A degraded engine still serves (some runs are held up); an unhealthy one cannot make
     // progress, which is what load balancers and orchestrators act on.
-    let status = match health.status {
-        HealthStatus::Healthy | HealthStatus::Degraded => actix_web::http::StatusCode::OK,
-        HealthStatus::Unhealthy => actix_web::http::StatusCode::SERVICE_UNAVAILABLE,
+    let mut response = match health.status {
+        HealthStatus::Healthy | HealthStatus::Degraded => HttpResponse::Ok(),
+        HealthStatus::Unhealthy => HttpResponse::ServiceUnavailable(),
     };
-    Ok(HttpResponse::build(status).json(health))
+    if health.status == HealthStatus::Unhealthy {
+        // Like every 503 of these routes.
+        response.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS));
+    }
+    Ok(response.json(health))
 }
 
 /// The content type of Prometheus's text exposition format.
@@ -264,6 +283,22 @@ mod tests {
         );
         let (query, limit) = list(None, None, None).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((query.limit, limit), (DEFAULT_LIMIT + 1, DEFAULT_LIMIT));
+    }
+
+    #[test]
+    fn a_graph_filter_the_store_cannot_take_is_refused() {
+        let listing = |graph: String| {
+            ListRequest { status: None, graph: Some(graph), before: None, limit: None }.query("alice".into())
+        };
+        for (graph, needle) in [
+            ("con\0tracts".to_owned(), "`graph` must not contain a NUL character"),
+            ("g".repeat(MAX_GRAPH_BYTES + 1), "`graph` must be at most 255 bytes, not 256"),
+        ] {
+            let error = listing(graph).map(drop).unwrap_err();
+            assert!(matches!(error, WebError::BadRequest(_)) && error.to_string().contains(needle), "{error}");
+        }
+        let (query, _) = listing("g".repeat(MAX_GRAPH_BYTES)).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(query.graph.map(|g| g.len()), Some(MAX_GRAPH_BYTES));
     }
 
     #[test]

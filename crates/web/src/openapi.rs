@@ -11,6 +11,10 @@ pub fn openapi() -> Value {
     let run_id = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}});
     let error = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let run = |description: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Run"}}}});
+    let retry_after = json!({"Retry-After": {"description": "Seconds to wait before trying again (here or on another process of the service).", "schema": {"type": "integer", "minimum": 1}}});
+    let unavailable = |description: &str| json!({"description": description, "headers": retry_after.clone(), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let stopping =
+        || unavailable("The engine is stopping or its store is unreachable; Retry-After says when to try again.");
     json!({
         "openapi": "3.1.0",
         "info": {
@@ -27,14 +31,14 @@ pub fn openapi() -> Value {
                     "responses": {
                         "200": run("The run an earlier request with the same idempotency key started."),
                         "201": run("The run, queued or running; Location points at it."),
-                        "400": error("Malformed JSON or unknown fields."),
+                        "400": error("Malformed JSON, unknown fields, or an idempotency key the store cannot take (empty, over 255 bytes, a NUL character)."),
                         "401": error("No or unknown bearer token."),
                         "404": error("No graph of that name."),
                         "413": error("The body is over the limit."),
                         "415": error("The body is not JSON."),
                         "422": error("The graph's state type refuses the input."),
                         "409": error("The idempotency key was used for another graph or input."),
-                        "503": error("The admission queue is full (Retry-After) or the engine is stopping.")
+                        "503": unavailable("The admission queue is full, the engine is stopping, or its store is unreachable; Retry-After says when to try again.")
                     }
                 },
                 "get": {
@@ -47,8 +51,9 @@ pub fn openapi() -> Value {
                     ],
                     "responses": {
                         "200": {"description": "A page of runs.", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RunPage"}}}},
-                        "400": error("A bad status, cursor or limit."),
-                        "401": error("No or unknown bearer token.")
+                        "400": error("A bad status, cursor or limit, or a graph name the store cannot take (a NUL character, over 255 bytes)."),
+                        "401": error("No or unknown bearer token."),
+                        "503": stopping()
                     }
                 }
             },
@@ -56,7 +61,7 @@ pub fn openapi() -> Value {
                 "get": {
                     "summary": "One run",
                     "parameters": [run_id.clone()],
-                    "responses": {"200": run("The run."), "400": error("Not a run id."), "401": error("No or unknown bearer token."), "404": error("No such run of the caller.")}
+                    "responses": {"200": run("The run."), "400": error("Not a run id."), "401": error("No or unknown bearer token."), "404": error("No such run of the caller."), "503": stopping()}
                 }
             },
             "/runs/{id}/events": {
@@ -72,7 +77,8 @@ pub fn openapi() -> Value {
                         "200": {"description": "The event stream.", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
                         "400": error("A bad Last-Event-ID or from."),
                         "401": error("No or unknown bearer token."),
-                        "404": error("No such run of the caller.")
+                        "404": error("No such run of the caller."),
+                        "503": stopping()
                     }
                 }
             },
@@ -80,7 +86,7 @@ pub fn openapi() -> Value {
                 "post": {
                     "summary": "Cancel a run",
                     "parameters": [run_id.clone()],
-                    "responses": {"202": run("Cancellation accepted."), "401": error("No or unknown bearer token."), "404": error("No such run of the caller."), "409": error("The run has already ended.")}
+                    "responses": {"202": run("Cancellation accepted."), "400": error("Not a run id."), "401": error("No or unknown bearer token."), "404": error("No such run of the caller."), "409": error("The run has already ended."), "503": stopping()}
                 }
             },
             "/runs/{id}/resume": {
@@ -88,7 +94,7 @@ pub fn openapi() -> Value {
                     "summary": "Answer a waiting run's question",
                     "parameters": [run_id],
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Resume"}}}},
-                    "responses": {"202": run("The run goes on with the answer."), "400": error("Malformed JSON."), "401": error("No or unknown bearer token."), "404": error("No such run of the caller."), "409": error("The run is not waiting.")}
+                    "responses": {"202": run("The run goes on with the answer."), "400": error("Malformed JSON, or not a run id."), "401": error("No or unknown bearer token."), "404": error("No such run of the caller."), "409": error("The run is not waiting."), "503": stopping()}
                 }
             },
             "/health": {
@@ -97,7 +103,7 @@ pub fn openapi() -> Value {
                     "security": [],
                     "responses": {
                         "200": {"description": "Healthy or degraded (some runs held up; the reasons name them).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}},
-                        "503": {"description": "Unhealthy: the engine cannot make progress (the store is down, an engine thread is blocked).", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
+                        "503": {"description": "Unhealthy: the engine cannot make progress (the store is down, an engine thread is blocked).", "headers": retry_after.clone(), "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}}
                     }
                 }
             },
