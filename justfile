@@ -18,7 +18,7 @@ test:
     cargo test --workspace
 
 # Benchmarks: print the figures recorded in docs/benchmarks.md.
-bench: bench-engine bench-contracts
+bench: bench-engine bench-contracts bench-soak
 
 # The engine's own benchmarks (graph core, runtime, PostgreSQL write path).
 bench-engine:
@@ -29,6 +29,12 @@ bench-engine:
 # and on PostgreSQL, without and with an emulated 200 ms model latency.
 bench-contracts count="500" database="postgres://root@127.0.0.1:5432/test":
     bash .ci/bench-contracts {{count}} {{database}}
+
+# Memory soak (issue 11): rounds of contract runs (all of a round in flight at once) on one
+# engine on PostgreSQL, printing RSS per round; fails if a run does not complete or if the
+# RSS after the last round exceeds the RSS after round 1 by more than 10 %.
+bench-soak rounds="10" runs="300" database="postgres://root@127.0.0.1:5432/test":
+    SOAK_STORE=pg DATABASE_URL={{database}} SOAK_MAX_GROWTH=10 cargo run --release --locked --example soak_memory -- {{rounds}} {{runs}}
 
 # Clause precision and recall over the labelled samples and the held-out set.
 score:

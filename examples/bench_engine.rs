@@ -30,7 +30,9 @@ fn chain() -> Result<graphloop::Graph<Chain>, graphloop::GraphError> {
 }
 
 fn chain_of(name: &str, len: usize) -> Result<graphloop::Graph<Chain>, graphloop::GraphError> {
-    let mut builder = GraphBuilder::<Chain>::new(name);
+    // Every node is a step: the step limit must let the whole chain run (the default of
+    // 25 would fail a 33-node chain at step 25, and time a failure).
+    let mut builder = GraphBuilder::<Chain>::new(name).step_limit(len as u64);
     for i in 0..len {
         builder =
             builder.node(format!("n{i}"), |s: Arc<Chain>, _ctx| async move { Ok(Update::new().set("n", s.n + 1)) });
@@ -53,17 +55,57 @@ fn peak_rss_mib() -> f64 {
     kib / 1024.0
 }
 
+/// Starts `runs` runs at once (as that many clients would) and waits for them; fails
+/// unless every one completed.
 async fn concurrent(engine: &Engine, runs: usize) -> Result<f64, Box<dyn std::error::Error>> {
     let started = Instant::now();
-    let mut ids = Vec::with_capacity(runs);
-    for i in 0..runs {
-        ids.push(engine.start_run("chain", &Chain::default(), UserContext::new(format!("u{}", i % 10))).await?);
-    }
+    let input = Chain::default();
+    let starts = (0..runs).map(|i| engine.start_run("chain", &input, UserContext::new(format!("u{}", i % 10))));
+    let ids = futures_util::future::try_join_all(starts).await?;
     for id in ids {
-        let done = engine.wait(id).await?;
-        assert_eq!(done.status, RunStatus::Completed);
+        completed(engine, id).await?;
     }
     Ok(started.elapsed().as_secs_f64())
+}
+
+/// Waits for a run and fails unless it completed: a benchmark of failing runs measures
+/// nothing.
+async fn completed(engine: &Engine, id: uuid::Uuid) -> Result<(), Box<dyn std::error::Error>> {
+    let done = engine.wait(id).await?;
+    if done.status != RunStatus::Completed {
+        return Err(format!("run {id} of {} ended {} ({:?})", done.graph, done.status, done.error).into());
+    }
+    Ok(())
+}
+
+/// Start latency on PostgreSQL: `count` starts one after another (each answered once its
+/// row is committed), with or without idempotency keys; returns (mean, p50, p99) in µs.
+async fn start_latency(
+    engine: &Engine,
+    count: usize,
+    keyed: bool,
+) -> Result<(f64, f64, f64), Box<dyn std::error::Error>> {
+    let mut took = Vec::with_capacity(count);
+    let mut ids = Vec::with_capacity(count);
+    for i in 0..count {
+        let options = if keyed {
+            graphloop::RunOptions::new().idempotency_key(format!("bench-{}", uuid::Uuid::now_v7()))
+        } else {
+            graphloop::RunOptions::new()
+        };
+        let started = Instant::now();
+        let id = engine
+            .start_run_with("short", &Chain::default(), UserContext::new(format!("u{}", i % 10)), options)
+            .await?;
+        took.push(started.elapsed().as_secs_f64() * 1e6);
+        ids.push(id);
+    }
+    for id in ids {
+        completed(engine, id).await?;
+    }
+    took.sort_by(f64::total_cmp);
+    let mean = took.iter().sum::<f64>() / count as f64;
+    Ok((mean, took[count / 2], took[(count * 99 / 100).min(count - 1)]))
 }
 
 fn database_url() -> String {
@@ -147,7 +189,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 let started = Instant::now();
                 for _ in 0..runs {
                     let id = engine.start_run(name, &Chain::default(), UserContext::new("u")).await?;
-                    engine.wait(id).await?;
+                    completed(&engine, id).await?;
                 }
                 per_run.push(started.elapsed().as_secs_f64() * 1e6 / runs as f64);
             }
@@ -193,6 +235,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stats.total_commit_latency.as_secs_f64() * 1e3 / stats.batches_written.max(1) as f64,
         );
 
+        let store = PgStoreConfig::new(database_url()).schema(format!("{schema}_starts"));
+        let engine = Engine::start(EngineConfig::new().store(store).max_running(200)).await?;
+        engine.register(chain_of("short", 1)?)?;
+        start_latency(&engine, 50, false).await?; // warm-up
+        for keyed in [false, true] {
+            let (mean, p50, p99) = start_latency(&engine, 500, keyed).await?;
+            println!(
+                "S1 start latency, PostgreSQL, {} starts one after another (answered once the run row is committed): mean {mean:.0} µs, p50 {p50:.0} µs, p99 {p99:.0} µs",
+                if keyed { "500 keyed" } else { "500 unkeyed" }
+            );
+        }
+        engine.shutdown().await?;
+
         let p1_schema = format!("{schema}_p1");
         let (grouped, single) = tokio::task::spawn_blocking(move || {
             let grouped = store_throughput(&p1_schema, 20_000, 2_000);
@@ -205,7 +260,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "P1 store write path, PostgreSQL: group commit (2,000 events/transaction) {:.0} events/s; one transaction per event {:.0} events/s",
             grouped?, single?
         );
-        for s in [schema.clone(), format!("{schema}_p1"), format!("{schema}_p1_single")] {
+        for s in [schema.clone(), format!("{schema}_starts"), format!("{schema}_p1"), format!("{schema}_p1_single")] {
             admin.batch_execute(&format!("DROP SCHEMA IF EXISTS {s} CASCADE")).await?;
         }
         Ok(())

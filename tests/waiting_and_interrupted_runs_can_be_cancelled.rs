@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use common::{log, stored_events, Doc, TestDb};
 use graphloop::{
-    Engine, EngineConfig, EngineError, GraphBuilder, NodeContext, NodeError, Reducer, RunStatus, UserContext, END,
-    START,
+    Engine, EngineConfig, EngineError, EventKind, GraphBuilder, NodeContext, NodeError, Reducer, RunStatus, Streamed,
+    UserContext, END, START,
 };
 use tokio::sync::Semaphore;
 
@@ -34,6 +34,15 @@ fn approval() -> graphloop::Graph<Doc> {
 }
 
 async fn assert_cancelled(engine: &Engine, db: &TestDb, run: uuid::Uuid) {
+    // A cancel is acknowledged, then recorded: the stream ends with the final event.
+    let mut events = engine.subscribe(run, 1).await.unwrap();
+    let mut last = None;
+    while let Some(item) = events.next().await {
+        if let Streamed::Event(record) = item {
+            last = Some(record.event.kind);
+        }
+    }
+    assert!(matches!(last, Some(EventKind::RunCancelled)), "{last:?}");
     assert_eq!(engine.status(run).await.unwrap().run.status, RunStatus::Cancelled);
     let events = stored_events(db, run).await;
     let seqs: Vec<i64> = events.iter().map(|e| e.0).collect();

@@ -47,6 +47,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // application installs the recorder.
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
     graphloop::describe_metrics();
+    // Histogram samples gather until they are drained: by a scrape, or by this upkeep, so
+    // that a service nobody scrapes does not grow with every step it runs.
+    let upkeep = metrics.clone();
+    actix_web::rt::spawn(async move {
+        let mut every = actix_web::rt::time::interval(std::time::Duration::from_secs(5));
+        loop {
+            every.tick().await;
+            upkeep.run_upkeep();
+        }
+    });
     let bind = std::env::var("GRAPHLOOP_BIND").unwrap_or_else(|_| "127.0.0.1:8080".to_owned());
     let mut config = EngineConfig::new();
     if let Ok(url) = std::env::var("DATABASE_URL") {

@@ -191,6 +191,28 @@ impl Service {
         (status, self.log())
     }
 
+    /// Kills the service with SIGKILL (`kill -9`: no shutdown, nothing more is written),
+    /// waits until it has exited (its stderr closes), and returns what it wrote to stderr.
+    /// Takes `&self`, so that threads of a test still using the service see their
+    /// connections cut; the process is reaped when the `Service` drops.
+    pub fn kill(&self) -> String {
+        // std's `Child::kill` (SIGKILL too) needs `&mut`: kill(1) by pid, as `stop` does.
+        // The pid cannot be reused before the child is reaped, which only `Drop` does.
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-KILL", &pid]).status().expect("cannot run kill(1)");
+        assert!(sent.success(), "kill -KILL {pid} failed");
+        loop {
+            match self.stderr_closed.lock().unwrap().recv_timeout(HANG_LIMIT) {
+                Ok(_) => continue,
+                Err(RecvTimeoutError::Disconnected) => break,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("the service did not die within {HANG_LIMIT:?} of SIGKILL:\n{}", self.log())
+                }
+            }
+        }
+        self.log()
+    }
+
     /// `GET path`.
     pub fn get(&self, path: &str, token: Option<&str>) -> Response {
         Response::read(self.send("GET", path, token, &[], None))
@@ -201,9 +223,22 @@ impl Service {
         Response::read(self.send("POST", path, token, &[], Some(body)))
     }
 
+    /// `POST path` with a JSON body; an error, not a panic, when the connection fails
+    /// (refused: [`io::ErrorKind::ConnectionRefused`]) or is cut before the whole answer
+    /// came, as when the service is killed.
+    pub fn try_post_json(&self, path: &str, token: Option<&str>, body: &Value) -> io::Result<Response> {
+        Response::try_read(self.try_send("POST", path, token, &[], Some(body))?)
+    }
+
     /// `GET /runs/{run}/events`, optionally resuming after `last_event_id`, as a stream of
     /// frames; the status must be 200.
     pub fn events(&self, run: &str, token: &str, last_event_id: Option<u64>) -> Events {
+        self.try_events(run, token, last_event_id).unwrap_or_else(|e| panic!("GET /runs/{run}/events: {e}"))
+    }
+
+    /// [`Service::events`], with an error instead of a panic when the connection fails
+    /// before the answer's head came (a status other than 200 still panics).
+    pub fn try_events(&self, run: &str, token: &str, last_event_id: Option<u64>) -> io::Result<Events> {
         let last = last_event_id.map(|id| id.to_string());
         let headers: Vec<(&str, &str)> = last
             .as_deref()
@@ -211,11 +246,12 @@ impl Service {
             .into_iter()
             .chain([("Accept", "text/event-stream")])
             .collect();
-        let (status, headers, body) = self.send("GET", &format!("/runs/{run}/events"), Some(token), &headers, None);
+        let (status, headers, body) =
+            self.try_send("GET", &format!("/runs/{run}/events"), Some(token), &headers, None)?;
         assert_eq!(status, 200, "GET /runs/{run}/events answered {status}");
         let content_type = header(&headers, "content-type").unwrap_or_default();
         assert!(content_type.starts_with("text/event-stream"), "the events of {run} came as {content_type:?}");
-        Events { body: BufReader::new(body) }
+        Ok(Events { body: BufReader::new(body) })
     }
 
     /// Sends one request on a connection of its own and reads the answer's head.
@@ -227,9 +263,23 @@ impl Service {
         headers: &[(&str, &str)],
         body: Option<&Value>,
     ) -> (u16, Vec<(String, String)>, Body) {
-        let stream = TcpStream::connect(self.addr).unwrap_or_else(|e| panic!("{method} {path}: cannot connect: {e}"));
-        stream.set_read_timeout(Some(HANG_LIMIT)).unwrap();
-        stream.set_write_timeout(Some(HANG_LIMIT)).unwrap();
+        self.try_send(method, path, token, headers, body).unwrap_or_else(|e| panic!("{method} {path}: {e}"))
+    }
+
+    /// [`Service::send`], with the connection's failures as errors (what is not HTTP
+    /// still panics).
+    fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> io::Result<Answer> {
+        let stream = TcpStream::connect(self.addr)
+            .map_err(|e| io::Error::new(e.kind(), format!("cannot connect to {}: {e}", self.addr)))?;
+        stream.set_read_timeout(Some(HANG_LIMIT))?;
+        stream.set_write_timeout(Some(HANG_LIMIT))?;
         let body = body.map(|body| serde_json::to_vec(body).unwrap()).unwrap_or_default();
         let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.addr);
         if let Some(token) = token {
@@ -243,11 +293,11 @@ impl Service {
         }
         head.push_str("\r\n");
         let mut writer = &stream;
-        writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(&body)).unwrap();
+        writer.write_all(head.as_bytes()).and_then(|()| writer.write_all(&body))?;
 
         let mut reader = BufReader::new(stream);
         let mut line = String::new();
-        read_line(&mut reader, &mut line, "the status line");
+        try_read_line(&mut reader, &mut line, "the status line")?;
         let status = line
             .split_whitespace()
             .nth(1)
@@ -256,7 +306,7 @@ impl Service {
         let mut fields = Vec::new();
         loop {
             line.clear();
-            read_line(&mut reader, &mut line, "a header");
+            try_read_line(&mut reader, &mut line, "a header")?;
             let field = line.trim_end();
             if field.is_empty() {
                 break;
@@ -271,7 +321,7 @@ impl Service {
         } else {
             Body::UntilClose(reader)
         };
-        (status, fields, body)
+        Ok((status, fields, body))
     }
 }
 
@@ -288,16 +338,26 @@ impl Drop for Service {
 }
 
 fn read_line(reader: &mut impl BufRead, line: &mut String, what: &str) {
+    try_read_line(reader, line, what).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// [`read_line`], with the failure as an error.
+fn try_read_line(reader: &mut impl BufRead, line: &mut String, what: &str) -> io::Result<()> {
     match reader.read_line(line) {
-        Ok(0) => panic!("the connection closed before {what}"),
-        Ok(_) => {}
-        Err(e) => panic!("cannot read {what} (a read waits at most {HANG_LIMIT:?}): {e}"),
+        Ok(0) => Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("the connection closed before {what}"))),
+        Ok(_) => Ok(()),
+        Err(e) => {
+            Err(io::Error::new(e.kind(), format!("cannot read {what} (a read waits at most {HANG_LIMIT:?}): {e}")))
+        }
     }
 }
 
 fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
     headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
 }
+
+/// An answer's status, its headers (names in lower case) and its body, yet unread.
+type Answer = (u16, Vec<(String, String)>, Body);
 
 /// A response body, as the server framed it.
 pub enum Body {
@@ -362,10 +422,14 @@ pub struct Response {
 }
 
 impl Response {
-    fn read((status, headers, mut body): (u16, Vec<(String, String)>, Body)) -> Self {
+    fn read(answer: (u16, Vec<(String, String)>, Body)) -> Self {
+        Self::try_read(answer).unwrap_or_else(|e| panic!("cannot read a response body: {e}"))
+    }
+
+    fn try_read((status, headers, mut body): Answer) -> io::Result<Self> {
         let mut bytes = Vec::new();
-        body.read_to_end(&mut bytes).unwrap_or_else(|e| panic!("cannot read a response body: {e}"));
-        Self { status, headers, body: bytes }
+        body.read_to_end(&mut bytes)?;
+        Ok(Self { status, headers, body: bytes })
     }
 
     /// The body as JSON.
@@ -409,15 +473,22 @@ impl Iterator for Events {
 
     /// The next frame; `None` once the server ended the stream.
     fn next(&mut self) -> Option<Frame> {
+        self.try_next()
+            .unwrap_or_else(|e| panic!("cannot read the event stream (a read waits at most {HANG_LIMIT:?}): {e}"))
+    }
+}
+
+impl Events {
+    /// The next frame; `Ok(None)` once the server ended the stream, an error when the
+    /// connection broke (a chunked stream cut mid-way, as when the service is killed).
+    pub fn try_next(&mut self) -> io::Result<Option<Frame>> {
         let (mut id, mut event, mut data) = (None, None, None::<String>);
         let mut line = String::new();
         loop {
             line.clear();
-            match self.body.read_line(&mut line) {
-                // An unterminated frame at the end is dropped, as the SSE standard says.
-                Ok(0) => return None,
-                Ok(_) => {}
-                Err(e) => panic!("cannot read the event stream (a read waits at most {HANG_LIMIT:?}): {e}"),
+            // An unterminated frame at the end is dropped, as the SSE standard says.
+            if self.body.read_line(&mut line)? == 0 {
+                return Ok(None);
             }
             let line = line.trim_end_matches(['\r', '\n']);
             if line.is_empty() {
@@ -425,7 +496,7 @@ impl Iterator for Events {
                     continue;
                 }
                 let event = event.unwrap_or_else(|| "message".to_owned());
-                return Some(Frame { id, event, data: data.unwrap_or_default() });
+                return Ok(Some(Frame { id, event, data: data.unwrap_or_default() }));
             }
             if line.starts_with(':') {
                 continue; // a comment

@@ -4,12 +4,17 @@
 //! START → ingest ─┬─ classify × N (fan-out over sections) ─┬─ assess ─┬─ review ─ report → END
 //!                 └─ extract ──────────────────────────────┘          └────────── report
 //! ```
+//!
+//! Every node that searches the pattern tables (ingest, extract, assess, review, and the
+//! [`RuleModel`](crate::RuleModel)'s classify) does so on the analyser's pool (`cpu`), and
+//! only awaits the answer on the run's loop.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use graphloop_core::{Graph, GraphBuilder, GraphError, NodeContext, NodeError, RetryPolicy, Update, END, START};
 
+use crate::cpu;
 use crate::model::{Model, ModelError};
 use crate::types::{ContractState, Document, Section};
 use crate::{extract, report, risk, text};
@@ -28,7 +33,15 @@ impl From<ModelError> for NodeError {
         match err {
             ModelError::Unavailable(_) => NodeError::retryable(err.to_string()),
             ModelError::Refused(_) => NodeError::fatal(err.to_string()),
+            ModelError::Panicked(message) => NodeError::panic(message),
         }
+    }
+}
+
+/// A panic on the analyser's pool is the node's panic: its retry policy applies.
+impl From<cpu::Panicked> for NodeError {
+    fn from(err: cpu::Panicked) -> Self {
+        NodeError::panic(err.0)
     }
 }
 
@@ -68,7 +81,7 @@ pub fn contract_graph(model: Arc<dyn Model>) -> Result<Graph<ContractState>, Gra
         .node("ingest", |s: Arc<ContractState>, ctx: NodeContext| async move {
             check_text(&s.text).map_err(NodeError::fatal)?;
             ctx.progress(0.2, "normalising text");
-            let mut doc = text::ingest(&s.text);
+            let mut doc = cpu::run(move || text::ingest(&s.text)).await?;
             if doc.sections.is_empty() {
                 doc.sections.push(Section {
                     index: 0,
@@ -92,15 +105,24 @@ pub fn contract_graph(model: Arc<dyn Model>) -> Result<Graph<ContractState>, Gra
             }
         })
         .node("extract", |s: Arc<ContractState>, _ctx| async move {
-            Ok(Update::new().set("facts", extract::facts(document(&s)?)))
+            let facts = cpu::run(move || document(&s).map(extract::facts)).await??;
+            Ok(Update::new().set("facts", facts))
         })
         .node("assess", |s: Arc<ContractState>, _ctx| async move {
-            let facts = s.facts.clone().unwrap_or_default();
-            Ok(Update::new().set("risks", risk::assess(document(&s)?, &s.findings, &facts)))
+            let risks = cpu::run(move || {
+                let facts = s.facts.clone().unwrap_or_default();
+                document(&s).map(|doc| risk::assess(doc, &s.findings, &facts))
+            })
+            .await??;
+            Ok(Update::new().set("risks", risks))
         })
         .node("review", |s: Arc<ContractState>, _ctx| async move {
-            let facts = s.facts.clone().unwrap_or_default();
-            Ok(Update::new().set("risks", risk::review(document(&s)?, &s.findings, &facts, s.risks.clone())))
+            let risks = cpu::run(move || {
+                let facts = s.facts.clone().unwrap_or_default();
+                document(&s).map(|doc| risk::review(doc, &s.findings, &facts, s.risks.clone()))
+            })
+            .await??;
+            Ok(Update::new().set("risks", risks))
         })
         .node("report", move |s: Arc<ContractState>, ctx: NodeContext| {
             let model = summarizer.clone();

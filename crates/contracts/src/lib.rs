@@ -11,6 +11,11 @@
 //! module); an application can plug in a hosted language model instead, and
 //! [`LatencyModel`] emulates one's latency.
 //!
+//! The analyser's CPU-bound work (every pattern search) runs on a small, fixed pool of
+//! threads of this crate's own (as many as the machine has cores), never on a run's
+//! loop: it keeps those loops responsive, and the regex engine's per-thread search caches
+//! bounded by the pool's size rather than by the number of runs (issue 11).
+//!
 //! This crate does no I/O: it reads no files and opens no connections. It depends on
 //! `graphloop-core` only; the CLI and the example service run its graph on the engine.
 //!
@@ -32,6 +37,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod cpu;
 pub mod cuad;
 mod extract;
 mod graph;

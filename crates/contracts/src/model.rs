@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
+use crate::cpu;
 use crate::rules::RULES;
 use crate::text::sentences;
 use crate::types::{ClauseType, Document, Finding, Report, Section};
@@ -22,6 +23,16 @@ pub enum ModelError {
     /// The model refused the input or answered nonsense; retrying will not help.
     #[error("model refused: {0}")]
     Refused(String),
+    /// The model's own code panicked (the panic was caught); the node treats it as a
+    /// panic of its own, which its retry policy may retry.
+    #[error("model panicked: {0}")]
+    Panicked(String),
+}
+
+impl From<cpu::Panicked> for ModelError {
+    fn from(err: cpu::Panicked) -> Self {
+        ModelError::Panicked(err.0)
+    }
 }
 
 /// What classifies a contract's sections and writes its summary.
@@ -48,7 +59,8 @@ pub trait Model: Send + Sync + 'static {
 const EVIDENCE_PER_SECTION: usize = 3;
 
 /// The built-in analyser: the table of patterns per clause type (`rules.rs`), sentence by
-/// sentence. Deterministic, no network.
+/// sentence. Deterministic, no network. Its [`Model::classify`] runs on the analyser's
+/// own few threads (the `cpu` module), off the run's loop.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RuleModel;
 
@@ -57,9 +69,14 @@ impl RuleModel {
     /// a heading that names a clause type counts as evidence too. Up to three sentences per
     /// clause type and section are kept as evidence.
     pub fn classify_section(document: &Document, section: &Section) -> Vec<Finding> {
-        let body = document.section_text(section);
+        Self::classify_text(&document.title, section, document.section_text(section))
+    }
+
+    /// [`classify_section`](Self::classify_section) given only what it reads: the
+    /// document's title, the section and the section's text (`body`).
+    fn classify_text(title: &str, section: &Section, body: &str) -> Vec<Finding> {
         let mut found: BTreeMap<ClauseType, Vec<Finding>> = BTreeMap::new();
-        let heading_counts = !section.heading.is_empty() && section.heading != document.title;
+        let heading_counts = !section.heading.is_empty() && section.heading != title;
         // The heading line itself is a label, not evidence ("6. INDEMNITY").
         let first_line = body.find('\n').unwrap_or(body.len());
         let is_heading_line = |start: usize, end: usize| {
@@ -114,8 +131,18 @@ impl Model for RuleModel {
         document: &'a Document,
         sections: &'a [Section],
     ) -> BoxFuture<'a, Result<Vec<Finding>, ModelError>> {
-        let findings = sections.iter().flat_map(|s| Self::classify_section(document, s)).collect();
-        Box::pin(std::future::ready(Ok(findings)))
+        // The pool's work must own its input: only the title and these sections' text are
+        // copied, not the whole document (all classify tasks together copy it once).
+        let title = document.title.clone();
+        let parts: Vec<(Section, String)> =
+            sections.iter().map(|s| (s.clone(), document.section_text(s).to_owned())).collect();
+        Box::pin(async move {
+            let findings = cpu::run(move || {
+                parts.iter().flat_map(|(section, body)| Self::classify_text(&title, section, body)).collect()
+            })
+            .await?;
+            Ok(findings)
+        })
     }
 
     fn summarize<'a>(&'a self, report: &'a Report) -> BoxFuture<'a, Result<String, ModelError>> {

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::task::{Context as TaskContext, Poll};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use actix::prelude::*;
 use graphloop_core::{Graph, State, UserContext};
@@ -339,7 +339,7 @@ impl Engine {
         graph
             .check_input(&input)
             .map_err(|reason| EngineError::InvalidInput { graph: graph.name().to_owned(), reason })?;
-        let now = SystemTime::now();
+        let now = crate::store::stored_now();
         let record = RunRecord {
             id: Uuid::now_v7(),
             graph: graph.name().to_owned(),
@@ -395,7 +395,7 @@ impl Engine {
                 Err(missing) => {
                     let error = graphloop_core::RunError::Aborted { reason: format!("cannot resume: {missing}") };
                     run.status = RunStatus::Failed;
-                    run.updated_at = SystemTime::now();
+                    run.updated_at = crate::store::stored_now();
                     run.finished_at = Some(run.updated_at);
                     run.error = serde_json::to_value(&error).ok();
                     self.inner
@@ -453,7 +453,7 @@ impl Engine {
             // Parked: no actor holds it, so the run ends here, durably.
             Some(mut run) if matches!(run.status, RunStatus::Waiting | RunStatus::Interrupted) => {
                 run.status = RunStatus::Cancelled;
-                run.updated_at = SystemTime::now();
+                run.updated_at = crate::store::stored_now();
                 run.finished_at = Some(run.updated_at);
                 self.inner.persister.send(RecordEnd { run, kind: graphloop_core::EventKind::RunCancelled }).await?;
                 self.inner.persister.send(Flush).await??;

@@ -46,8 +46,8 @@ pub use memory::{MemoryStore, MemoryStoreFactory};
 pub use persister::{PersisterStats, ProgressPersister, Streamed};
 pub use run::RunSnapshot;
 pub use store::{
-    Batch, CheckpointRecord, CommitUnit, ErrorSource, EventRecord, PoolStatus, Retention, RunQuery, RunRecord,
-    RunStatus, RunStorage, RunUpdate, Store, StoreError, StoreFactory, Written,
+    stored_now, Batch, CheckpointRecord, CommitUnit, ErrorSource, EventRecord, PoolStatus, Retention, RunQuery,
+    RunRecord, RunStatus, RunStorage, RunUpdate, Store, StoreError, StoreFactory, Written,
 };
 pub use supervisor::{Supervisor, SupervisorStats};
 pub use telemetry::describe_metrics;

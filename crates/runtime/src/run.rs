@@ -7,7 +7,7 @@
 //! [`Graph::apply`]: the reference executor's semantics, by construction.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use actix::prelude::*;
 use graphloop_core::{
@@ -345,7 +345,7 @@ impl<S: State> AnalysisActor<S> {
             run_id: self.record.id,
             seq: self.seq,
             user_id: self.user.user_id.clone(),
-            at: SystemTime::now(),
+            at: crate::store::stored_now(),
             event,
         };
         self.outbox.push(record);
@@ -355,7 +355,7 @@ impl<S: State> AnalysisActor<S> {
 
     /// Queues the run row's current state for the persister.
     fn update(&mut self, ctx: &mut Context<Self>) {
-        self.record.updated_at = SystemTime::now();
+        self.record.updated_at = crate::store::stored_now();
         self.notice.step = self.record.step;
         self.notice.percent = self.record.percent;
         self.row_update = Some(self.record.update());
@@ -387,8 +387,11 @@ impl<S: State> AnalysisActor<S> {
         ctx: &mut Context<Self>,
         then: impl FnOnce(&mut Self, &mut Context<Self>) + 'static,
     ) {
-        let checkpoint =
-            checkpoint.map(|checkpoint| CheckpointRecord { run_id: self.record.id, checkpoint, at: SystemTime::now() });
+        let checkpoint = checkpoint.map(|checkpoint| CheckpointRecord {
+            run_id: self.record.id,
+            checkpoint,
+            at: crate::store::stored_now(),
+        });
         let record = self.take_outbox();
         let commit = self.persister.send(Commit { record, checkpoint, durable });
         ctx.spawn(commit.into_actor(self).map(move |result, act, ctx| match result {
@@ -603,7 +606,7 @@ impl<S: State> AnalysisActor<S> {
         self.record.status = status;
         self.record.percent = percent.max(self.ticks.high_water());
         if status.is_terminal() {
-            self.record.finished_at = Some(SystemTime::now());
+            self.record.finished_at = Some(crate::store::stored_now());
         }
         self.update(ctx);
         let checkpoint = self.checkpoint.clone();
@@ -634,7 +637,7 @@ impl<S: State> Actor for AnalysisActor<S> {
 
     fn started(&mut self, ctx: &mut Context<Self>) {
         let _entered = self.span.clone().entered();
-        let now = SystemTime::now();
+        let now = crate::store::stored_now();
         self.record.status = RunStatus::Running;
         self.record.started_at.get_or_insert(now);
         self.update(ctx);

@@ -16,6 +16,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+/// Now, to the microsecond: the precision PostgreSQL keeps. Every time stored with a
+/// run or an event is taken with this, so that what a subscriber or a reader is given
+/// live equals what it reads back later.
+pub fn stored_now() -> SystemTime {
+    let now = SystemTime::now();
+    match now.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(since) => {
+            SystemTime::UNIX_EPOCH
+                + std::time::Duration::from_micros(u64::try_from(since.as_micros()).unwrap_or(u64::MAX))
+        }
+        Err(_) => now,
+    }
+}
+
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tokio::sync::{oneshot, watch};
@@ -340,12 +340,17 @@ impl Supervisor {
 
     /// A new run that cannot get an arbiter ends failed, with the reason; the supervisor
     /// and every other run go on.
-    fn unlaunchable(&mut self, mut run: RunRecord, reason: String) {
+    fn unlaunchable(&mut self, run: RunRecord, reason: String) {
         tracing::error!(run_id = %run.id, %reason, "cannot start a run");
+        self.fail(run, reason);
+    }
+
+    /// Ends a run that holds no actor `failed`, with `reason`, durably.
+    fn fail(&mut self, mut run: RunRecord, reason: String) {
         let error = graphloop_core::RunError::Aborted { reason };
         telemetry::run_ended(&run.graph, RunStatus::Failed);
         run.status = RunStatus::Failed;
-        run.updated_at = SystemTime::now();
+        run.updated_at = crate::store::stored_now();
         run.finished_at = Some(run.updated_at);
         run.error = serde_json::to_value(&error).ok();
         self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunFailed { error } });
@@ -375,14 +380,8 @@ impl Supervisor {
                 // What the run stored cannot be read back (never will be): it fails, with
                 // the reason, instead of holding its slot and retrying for ever.
                 tracing::error!(%run_id, %unreadable, "cannot resume the run: its checkpoint or events are unreadable");
-                if let Some(Live { record: mut run, .. }) = act.release(run_id) {
-                    let error = graphloop_core::RunError::Aborted { reason: format!("cannot resume: {unreadable}") };
-                    telemetry::run_ended(&run.graph, RunStatus::Failed);
-                    run.status = RunStatus::Failed;
-                    run.updated_at = SystemTime::now();
-                    run.finished_at = Some(run.updated_at);
-                    run.error = serde_json::to_value(&error).ok();
-                    act.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunFailed { error } });
+                if let Some(Live { record, .. }) = act.release(run_id) {
+                    act.fail(record, format!("cannot resume: {unreadable}"));
                 }
                 act.admit_queued(ctx);
                 act.check_drained();
@@ -536,6 +535,18 @@ impl Handler<RunEnded> for Supervisor {
             return;
         };
         match ended.status {
+            // Parked (waiting, interrupted) before it could act on a cancel sent to it:
+            // the run ends as its user asked.
+            Some(status) if !status.is_terminal() && live.cancel_requested => {
+                if let Some(Live { record: mut run, .. }) = self.release(ended.run_id) {
+                    telemetry::run_ended(&run.graph, RunStatus::Cancelled);
+                    run.status = RunStatus::Cancelled;
+                    (run.step, run.percent) = (ended.step, ended.percent);
+                    run.updated_at = crate::store::stored_now();
+                    run.finished_at = Some(run.updated_at);
+                    self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunCancelled });
+                }
+            }
             Some(status) => {
                 if let Some(live) = self.release(ended.run_id) {
                     telemetry::run_ended(&live.record.graph, status);
@@ -565,7 +576,7 @@ impl Supervisor {
             run.step = step;
             run.percent = percent;
             run.status = status;
-            run.updated_at = SystemTime::now();
+            run.updated_at = crate::store::stored_now();
             if status.is_terminal() {
                 run.finished_at = Some(run.updated_at);
             }
@@ -685,7 +696,7 @@ impl Handler<Cancel> for Supervisor {
             if let Some(Live { record: mut run, .. }) = self.release(run_id) {
                 telemetry::run_ended(&run.graph, RunStatus::Cancelled);
                 run.status = RunStatus::Cancelled;
-                run.updated_at = SystemTime::now();
+                run.updated_at = crate::store::stored_now();
                 run.finished_at = Some(run.updated_at);
                 self.persister.do_send(RecordEnd { run, kind: graphloop_core::EventKind::RunCancelled });
             }
@@ -697,7 +708,7 @@ impl Handler<Cancel> for Supervisor {
             if let Some(Queued { mut record, .. }) = self.queue.remove(position) {
                 telemetry::run_ended(&record.graph, RunStatus::Cancelled);
                 record.status = RunStatus::Cancelled;
-                record.updated_at = SystemTime::now();
+                record.updated_at = crate::store::stored_now();
                 record.finished_at = Some(record.updated_at);
                 self.persister.do_send(RecordEnd { run: record, kind: graphloop_core::EventKind::RunCancelled });
             }
@@ -721,7 +732,7 @@ impl Handler<Shutdown> for Supervisor {
             if let Some(Live { record: mut run, .. }) = self.release(run_id) {
                 telemetry::run_ended(&run.graph, RunStatus::Interrupted);
                 run.status = RunStatus::Interrupted;
-                run.updated_at = SystemTime::now();
+                run.updated_at = crate::store::stored_now();
                 self.persister.do_send(UpdateRun(run.update()));
             }
         }
@@ -812,7 +823,7 @@ mod tests {
     }
 
     fn queued(graph: &str, user: &str) -> RunRecord {
-        let now = SystemTime::now();
+        let now = crate::store::stored_now();
         RunRecord {
             id: Uuid::now_v7(),
             graph: graph.to_owned(),

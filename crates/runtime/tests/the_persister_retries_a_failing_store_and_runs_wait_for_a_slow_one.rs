@@ -19,16 +19,7 @@ struct Count {
 }
 
 fn chain(len: usize) -> graphloop_core::Graph<Count> {
-    let mut builder = GraphBuilder::<Count>::new("chain").step_limit(len as u64);
-    for i in 0..len {
-        builder =
-            builder.node(format!("n{i}"), |s: Arc<Count>, _ctx| async move { Ok(Update::new().set("n", s.n + 1)) });
-    }
-    builder = builder.edge(START, "n0").edge(format!("n{}", len - 1), END);
-    for i in 1..len {
-        builder = builder.edge(format!("n{}", i - 1), format!("n{i}"));
-    }
-    builder.compile().unwrap()
+    held_chain(len, Arc::new(Semaphore::new(Semaphore::MAX_PERMITS)))
 }
 
 /// A chain whose first node waits for a permit of `hold`: runs are started (their rows

@@ -129,6 +129,9 @@ impl From<EngineError> for WebError {
             EngineError::RunFinished { run_id, status } => Self::RunFinished { run_id, status },
             EngineError::NotWaiting { run_id, status } => Self::NotWaiting { run_id, status },
             rejected @ EngineError::Rejected { .. } => Self::Overloaded(rejected.to_string()),
+            // What reaches the store from a request is its query values: one the database
+            // refuses for good is the request's fault, not an outage.
+            EngineError::Store(refused @ StoreError::Refused { .. }) => Self::BadRequest(refused.to_string()),
             other => Self::Engine(other),
         }
     }

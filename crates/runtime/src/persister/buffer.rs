@@ -13,7 +13,6 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::rc::Rc;
-use std::time::SystemTime;
 
 use graphloop_core::{EventKind, RunError, RunEvent};
 use tokio::sync::oneshot;
@@ -408,7 +407,7 @@ impl Buffer {
         let base = unit.update.clone();
         let step = base.as_ref().map_or(0, |u| u.step);
         let percent = track.as_ref().map_or(0.0, |t| t.last_percent).max(base.as_ref().map_or(0.0, |u| u.percent));
-        let now = SystemTime::now();
+        let now = crate::store::stored_now();
         let error = RunError::Aborted { reason: format!("the store refused the run's data for good: {error}") };
         let event = EventRecord {
             run_id,

@@ -503,7 +503,7 @@ impl ProgressPersister {
             run_id: run.id,
             seq: last + 1,
             user_id: run.user.user_id.clone(),
-            at: SystemTime::now(),
+            at: crate::store::stored_now(),
             event,
         };
         self.accept(CommitUnit { events: vec![record], update: Some(run.update()), ..CommitUnit::new(run.id) });
@@ -916,6 +916,8 @@ impl Handler<GetStats> for ProgressPersister {
     fn handle(&mut self, _: GetStats, _ctx: &mut Context<Self>) -> Self::Result {
         let mut stats = self.stats.clone();
         stats.buffered = self.buffer.buffered();
+        // Counted as they are: a subscriber whose receiver is gone is not one.
+        self.subscribers.prune_closed();
         stats.subscribers = self.subscribers.count();
         stats.waiting_for_room = self.buffer.waiting_for_room();
         stats.refused_runs = self.buffer.refused_runs();
