@@ -98,18 +98,13 @@ async fn health_reports_an_unreachable_database_and_recovers() {
         let engine = engine.clone();
         tokio::spawn(async move { engine.start_run("eight", &Doc::default(), UserContext::new("u")).await })
     };
-    let unhealthy = tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            let health = engine.health().await.unwrap();
-            if health.status == HealthStatus::Unhealthy {
-                return health;
-            }
-            // The next report comes an interval later.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+    let unhealthy = tokio::time::timeout(
+        Duration::from_secs(120),
+        engine.health_when(|health| health.status == HealthStatus::Unhealthy),
+    )
     .await
-    .expect("health turned Unhealthy while the database was unreachable");
+    .expect("health turned Unhealthy while the database was unreachable")
+    .unwrap();
     let reasons = unhealthy.reasons.join(" | ");
     assert!(reasons.contains("database"), "{reasons}");
     assert!(unhealthy.store.last_error.is_some(), "{:?}", unhealthy.store);
@@ -122,17 +117,13 @@ async fn health_reports_an_unreachable_database_and_recovers() {
     let run = starting.await.unwrap().unwrap();
     assert_eq!(engine.wait(run).await.unwrap().status, RunStatus::Completed);
     engine.wait_for_arbiters(0).await.unwrap();
-    let healthy = tokio::time::timeout(Duration::from_secs(120), async {
-        loop {
-            let health = engine.health().await.unwrap();
-            if health.running == 0 && health.store.consecutive_failures == 0 {
-                return health;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
+    let healthy = tokio::time::timeout(
+        Duration::from_secs(120),
+        engine.health_when(|health| health.running == 0 && health.store.consecutive_failures == 0),
+    )
     .await
-    .expect("a report after the run ended");
+    .expect("a report after the run ended")
+    .unwrap();
     assert_eq!(healthy.status, HealthStatus::Healthy, "{:?}", healthy.reasons);
     engine.shutdown().await.unwrap();
     db.drop().await;

@@ -7,11 +7,10 @@
 mod common;
 
 use std::rc::Rc;
-use std::time::SystemTime;
 
 use common::TestDb;
 use graphloop_core::UserContext;
-use graphloop_runtime::{RunRecord, RunStatus, Store, StoreError, StoreFactory};
+use graphloop_runtime::{RunRecord, Store, StoreError, StoreFactory};
 use proptest::collection::{btree_map, vec};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -19,25 +18,7 @@ use serde_json::{json, Value};
 use tokio_postgres::Client;
 
 fn run_with(input: Value, user: UserContext) -> RunRecord {
-    let now = SystemTime::now();
-    RunRecord {
-        id: uuid::Uuid::now_v7(),
-        graph: "g".into(),
-        graph_version: 1,
-        user,
-        durability: Default::default(),
-        status: RunStatus::Queued,
-        input,
-        output: None,
-        error: None,
-        step: 0,
-        percent: 0.0,
-        created_at: now,
-        updated_at: now,
-        started_at: None,
-        finished_at: None,
-        idempotency_key: None,
-    }
+    RunRecord::queued("g", 1, user, input)
 }
 
 /// Equal as JSON: a float may come back as the integer of its own digits.

@@ -339,24 +339,10 @@ impl Engine {
         graph
             .check_input(&input)
             .map_err(|reason| EngineError::InvalidInput { graph: graph.name().to_owned(), reason })?;
-        let now = crate::store::stored_now();
         let record = RunRecord {
-            id: Uuid::now_v7(),
-            graph: graph.name().to_owned(),
-            graph_version: graph.version(),
-            user,
             durability: options.durability.or(durability).unwrap_or(self.inner.durability),
-            status: RunStatus::Queued,
-            input,
-            output: None,
-            error: None,
-            step: 0,
-            percent: 0.0,
-            created_at: now,
-            updated_at: now,
-            started_at: None,
-            finished_at: None,
             idempotency_key: options.idempotency_key,
+            ..RunRecord::queued(graph.name(), graph.version(), user, input)
         };
         let graph_name = record.graph.clone();
         // A keyed start is one insert-or-return on the store's unique (user, key) index,
@@ -571,6 +557,18 @@ impl Engine {
             // Not reachable once `start` has returned (it waits for the first report).
             None => Health::unanswered(Duration::ZERO),
         })
+    }
+
+    /// Waits for the first health report, from now on or the latest, that `shows` what
+    /// the caller waits for (reports come every `HealthConfig::interval`): a readiness
+    /// check, or a test waiting for a fault to show, without polling.
+    pub async fn health_when(&self, shows: impl Fn(&Health) -> bool) -> Result<Health, EngineError> {
+        let mut reports = self.inner.health.clone();
+        let report = reports
+            .wait_for(|report| report.as_ref().is_some_and(|report| shows(&report.health)))
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        report.as_ref().map(|report| report.health.clone()).ok_or(EngineError::ShuttingDown)
     }
 
     /// Waits until at most `count` run arbiters are alive (their threads joined).

@@ -137,6 +137,30 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
+    /// A new run of `graph` (version `graph_version`) from `input`, `queued`, with a fresh
+    /// id (UUIDv7) and no idempotency key.
+    pub fn queued(graph: impl Into<String>, graph_version: u32, user: UserContext, input: Value) -> Self {
+        let now = stored_now();
+        Self {
+            id: Uuid::now_v7(),
+            graph: graph.into(),
+            graph_version,
+            user,
+            durability: crate::Durability::default(),
+            status: RunStatus::Queued,
+            input,
+            output: None,
+            error: None,
+            step: 0,
+            percent: 0.0,
+            created_at: now,
+            updated_at: now,
+            started_at: None,
+            finished_at: None,
+            idempotency_key: None,
+        }
+    }
+
     /// The part of this row that changes while the run runs.
     pub fn update(&self) -> RunUpdate {
         RunUpdate {

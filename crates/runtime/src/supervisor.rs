@@ -813,7 +813,7 @@ mod tests {
     use serde::{Deserialize, Serialize};
 
     use super::*;
-    use crate::config::{Durability, PersisterConfig};
+    use crate::config::PersisterConfig;
     use crate::memory::MemoryStoreFactory;
     use crate::persister::{ReadRun, Streamed, Subscribe};
 
@@ -823,25 +823,7 @@ mod tests {
     }
 
     fn queued(graph: &str, user: &str) -> RunRecord {
-        let now = crate::store::stored_now();
-        RunRecord {
-            id: Uuid::now_v7(),
-            graph: graph.to_owned(),
-            graph_version: 1,
-            user: UserContext::new(user),
-            durability: Durability::Sync,
-            status: RunStatus::Queued,
-            input: serde_json::json!({"n": 1}),
-            output: None,
-            error: None,
-            step: 0,
-            percent: 0.0,
-            created_at: now,
-            updated_at: now,
-            started_at: None,
-            finished_at: None,
-            idempotency_key: None,
-        }
+        RunRecord::queued(graph, 1, UserContext::new(user), serde_json::json!({"n": 1}))
     }
 
     /// The run's final event, followed from the persister (stored events, then live ones).

@@ -34,18 +34,13 @@ struct Count {
 /// How often the monitor probes in these tests.
 const INTERVAL: Duration = Duration::from_millis(20);
 
-/// The first report that `shows` what the test waits for. Reports come every interval,
-/// so asking is paced by it; the deadline only turns "never" into a failure.
+/// The first report that `shows` what the test waits for; the deadline only turns "never"
+/// into a failure.
 async fn report_showing(engine: &Engine, shows: impl Fn(&Health) -> bool) -> Health {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let health = engine.health().await.unwrap();
-        if shows(&health) {
-            return health;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no report showed it within the deadline: {health:?}");
-        tokio::time::sleep(INTERVAL).await;
-    }
+    tokio::time::timeout(Duration::from_secs(60), engine.health_when(shows))
+        .await
+        .expect("no report showed it within the deadline")
+        .unwrap()
 }
 
 /// Probe thresholds that cannot make a test's outcome depend on timing: nothing here is

@@ -11,25 +11,11 @@ mod common;
 use actix_web::http::{header, StatusCode};
 use actix_web::test;
 use actix_web::App;
-use common::{call, get, post, start, started, Harness, ALICE};
+use common::{call, database_url, drop_schema, get, post, start, started, Harness, ALICE};
 use graphloop_postgres::PgStoreConfig;
 use graphloop_runtime::EngineConfig;
 use graphloop_web::{routes, RunPage};
 use serde_json::json;
-
-/// Where the tests' PostgreSQL is: `GRAPHLOOP_TEST_DATABASE_URL`, else the local server.
-fn database_url() -> String {
-    std::env::var("GRAPHLOOP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".to_owned())
-}
-
-/// Drops a test's schema and everything in it.
-async fn drop_schema(schema: &str) {
-    let (client, connection) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.unwrap();
-    let connection = tokio::spawn(connection);
-    client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
-    drop(client);
-    let _ = connection.await;
-}
 
 #[actix_web::test]
 async fn query_values_postgresql_cannot_take_are_400_naming_the_parameter() {

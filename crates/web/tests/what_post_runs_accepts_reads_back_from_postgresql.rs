@@ -12,7 +12,7 @@ mod common;
 use actix_web::http::StatusCode;
 use actix_web::test;
 use actix_web::App;
-use common::{call, post, within, Harness, ALICE};
+use common::{call, database_url, drop_schema, post, within, Harness, ALICE};
 use graphloop_postgres::PgStoreConfig;
 use graphloop_runtime::{EngineConfig, RunStatus};
 use graphloop_web::routes;
@@ -20,18 +20,6 @@ use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_json::{json, Value};
-
-fn database_url() -> String {
-    std::env::var("GRAPHLOOP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".to_owned())
-}
-
-async fn drop_schema(schema: &str) {
-    let (client, connection) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.unwrap();
-    let connection = tokio::spawn(connection);
-    client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
-    drop(client);
-    let _ = connection.await;
-}
 
 fn leaf() -> impl Strategy<Value = Value> {
     prop_oneof![

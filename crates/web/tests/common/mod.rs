@@ -132,6 +132,20 @@ impl Harness {
     }
 }
 
+/// Where the tests' PostgreSQL is: `GRAPHLOOP_TEST_DATABASE_URL`, else the local server.
+pub fn database_url() -> String {
+    std::env::var("GRAPHLOOP_TEST_DATABASE_URL").unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".to_owned())
+}
+
+/// Drops a test's schema and everything in it.
+pub async fn drop_schema(schema: &str) {
+    let (client, connection) = tokio_postgres::connect(&database_url(), tokio_postgres::NoTls).await.unwrap();
+    let connection = tokio::spawn(connection);
+    client.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")).await.unwrap();
+    drop(client);
+    let _ = connection.await;
+}
+
 /// `future`, or a failed test if it has not finished by [`NEVER`].
 pub async fn within<F: Future>(future: F) -> F::Output {
     tokio::time::timeout(NEVER, future).await.expect("waited for longer than NEVER")
